@@ -1,0 +1,80 @@
+"""Control endpoints under `DEVSTACK_ADMIN_URL`: revoke, clock, faults, reset, and a state view."""
+
+from __future__ import annotations
+
+from flask import Flask, jsonify, request
+from werkzeug.exceptions import BadRequest
+
+from .context import Context
+from .faults import SERVICES
+
+MAX_ADVANCE_DAYS = 3650
+
+
+def create_app(ctx: Context) -> Flask:
+    app = Flask("devstack.admin")
+
+    def body() -> dict:
+        data = request.get_json(silent=True)
+        if not isinstance(data, dict):
+            raise BadRequest("The body must be a JSON object.")
+        return data
+
+    @app.errorhandler(400)
+    @app.errorhandler(404)
+    @app.errorhandler(405)
+    def http_error(exc):
+        return jsonify(error=getattr(exc, "name", "error"), message=exc.description), exc.code
+
+    @app.get("/")
+    @app.get("/healthz")
+    def state():
+        return jsonify(
+            status="ok",
+            urls=ctx.urls,
+            clock_offset_days=ctx.clock.offset_seconds / 86400,
+            faults=ctx.faults.snapshot(),
+            faults_injected=ctx.faults.injected,
+        )
+
+    @app.post("/revoke")
+    def revoke():
+        user = body().get("user")
+        if not isinstance(user, str) or "@" not in user:
+            raise BadRequest("'user' must be a user principal name such as admin@contoso.example.")
+        if ctx.revoke_hook is None:
+            raise BadRequest("No authority is running in this devstack.")
+        revoked = ctx.revoke_hook(user)
+        return jsonify(user=user, revoked_refresh_tokens=revoked)
+
+    @app.post("/clock")
+    def clock():
+        days = body().get("advance_days")
+        if isinstance(days, bool) or not isinstance(days, int | float):
+            raise BadRequest("'advance_days' must be a number.")
+        if not 0 <= days <= MAX_ADVANCE_DAYS:
+            raise BadRequest(f"'advance_days' must be between 0 and {MAX_ADVANCE_DAYS}.")
+        ctx.clock.advance(days * 86400)
+        return jsonify(clock_offset_days=ctx.clock.offset_seconds / 86400)
+
+    @app.post("/faults")
+    def faults():
+        data = body()
+        service, status, rate = data.get("service"), data.get("status"), data.get("rate", 1)
+        if service not in SERVICES:
+            raise BadRequest(f"'service' must be one of {', '.join(SERVICES)}.")
+        if isinstance(rate, bool) or not isinstance(rate, int | float):
+            raise BadRequest("'rate' must be a number between 0 and 1.")
+        try:
+            ctx.faults.set(service, status, float(rate))
+        except ValueError as exc:
+            raise BadRequest(str(exc)) from exc
+        return jsonify(faults=ctx.faults.snapshot())
+
+    @app.post("/reset")
+    def reset():
+        ctx.reset()
+        return jsonify(status="reset")
+
+    return app
+

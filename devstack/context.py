@@ -1,0 +1,72 @@
+"""What every devstack service shares: state dir, clock, faults, signer, URLs and dev secrets."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .clock import Clock
+from .faults import Faults
+from .tokens import Signer
+
+SECRETS_FILE = "dev-secrets.json"
+
+
+@dataclass
+class Context:
+    state_dir: Path
+    clock: Clock
+    faults: Faults
+    signer: Signer
+    vault_throttle: bool = False
+    # filled by the stack once the servers are bound: vault, authority, partner_center, admin,
+    # identity
+    urls: dict[str, str] = field(default_factory=dict)
+    cpv_client_secret: str = ""
+    identity_header: str = ""
+    # services register what `POST /reset` and `POST /revoke` must do
+    reset_hooks: list[Callable[[], None]] = field(default_factory=list)
+    revoke_hook: Callable[[str], int] | None = None
+
+    @classmethod
+    def create(
+        cls,
+        state_dir: Path,
+        *,
+        vault_throttle: bool = False,
+        latency_ms: dict[str, float] | None = None,
+    ) -> Context:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        dev_secrets = _dev_secrets(state_dir / SECRETS_FILE)
+        return cls(
+            state_dir=state_dir,
+            clock=Clock(state_dir / "clock.json"),
+            faults=Faults(latency_ms),
+            signer=Signer(state_dir),
+            vault_throttle=vault_throttle,
+            cpv_client_secret=dev_secrets["cpv_client_secret"],
+            identity_header=dev_secrets["identity_header"],
+        )
+
+    def reset(self) -> None:
+        self.faults.clear()
+        self.clock.reset()
+        for hook in self.reset_hooks:
+            hook()
+
+
+def _dev_secrets(path: Path) -> dict[str, str]:
+    """Secrets made once per state dir, so a restarted devstack keeps its env file valid."""
+    if path.exists():
+        return json.loads(path.read_text())
+    values = {
+        # shaped like an Entra client secret: 40 chars with a `~` in it
+        "cpv_client_secret": "dv" + secrets.token_urlsafe(27)[:5] + "~" + secrets.token_urlsafe(24),
+        "identity_header": secrets.token_hex(16),
+    }
+    path.write_text(json.dumps(values))
+    path.chmod(0o600)
+    return values
