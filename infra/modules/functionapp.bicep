@@ -1,0 +1,160 @@
+// The rotation worker: a Python 3.11 Function App on Flex Consumption (FC1) with a
+// system-assigned identity. The host reaches storage with that identity (no keys), the code is
+// deployed to a blob container with it, and the two secrets arrive as Key Vault references.
+param name string
+param planName string
+param location string = resourceGroup().location
+param tags object = {}
+
+param applicationInsightsName string
+param storageAccountName string
+param deploymentContainerName string
+
+@description('The vault URI, with its trailing slash (https://<vault>.vault.azure.net/).')
+param keyVaultUri string
+
+@description('Where the consent site is reached (BROKER_PUBLIC_URL).')
+param publicUrl string
+
+param cpvClientId string = ''
+param authorityHost string = 'https://login.microsoftonline.com'
+param partnerCenterUrl string = 'https://api.partnercenter.microsoft.com'
+param rotateAfterDays int = 10
+param tokenLifetimeDays int = 90
+param rotateSchedule string = '0 0 2 * * *'
+
+@secure()
+param notifyWebhookUrl string = ''
+
+@secure()
+param smtpUrl string = ''
+param notifyEmail string = ''
+
+@description('Subnet delegated to Microsoft.App/environments for VNet integration; empty for none.')
+param subnetId string = ''
+
+@minValue(40)
+@maxValue(1000)
+param maximumInstanceCount int = 40
+
+@allowed([
+  2048
+  4096
+])
+param instanceMemoryMB int = 2048
+
+// Flex Consumption sets FUNCTIONS_WORKER_RUNTIME and FUNCTIONS_EXTENSION_VERSION itself and
+// rejects them as app settings; the runtime comes from functionAppConfig.runtime below.
+var appSettings = {
+  AzureWebJobsStorage__accountName: storage.name
+  AzureWebJobsStorage__credential: 'managedidentity'
+  AzureWebJobsStorage__blobServiceUri: storage.properties.primaryEndpoints.blob
+  AzureWebJobsStorage__queueServiceUri: storage.properties.primaryEndpoints.queue
+  APPLICATIONINSIGHTS_CONNECTION_STRING: applicationInsights.properties.ConnectionString
+  BROKER_VAULT_URL: keyVaultUri
+  BROKER_AUTHORITY_HOST: authorityHost
+  BROKER_CPV_CLIENT_ID: cpvClientId
+  BROKER_CPV_CLIENT_SECRET: '@Microsoft.KeyVault(SecretUri=${keyVaultUri}secrets/cpv-client-secret)'
+  BROKER_SECRET_KEY: '@Microsoft.KeyVault(SecretUri=${keyVaultUri}secrets/broker-secret-key)'
+  BROKER_PUBLIC_URL: publicUrl
+  BROKER_PARTNER_CENTER_URL: partnerCenterUrl
+  BROKER_ROTATE_AFTER_DAYS: string(rotateAfterDays)
+  BROKER_TOKEN_LIFETIME_DAYS: string(tokenLifetimeDays)
+  BROKER_ROTATE_SCHEDULE: rotateSchedule
+  BROKER_NOTIFY_WEBHOOK_URL: notifyWebhookUrl
+  BROKER_SMTP_URL: smtpUrl
+  BROKER_NOTIFY_EMAIL: notifyEmail
+}
+
+resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
+  name: storageAccountName
+}
+
+resource applicationInsights 'Microsoft.Insights/components@2020-02-02' existing = {
+  name: applicationInsightsName
+}
+
+resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
+  // #checkov:skip=CKV_AZURE_225: zone redundancy is an opt-in of Flex Consumption in some regions only; a rotation that misses a run is retried the next night and the token stays valid for 90 days
+  name: planName
+  location: location
+  tags: tags
+  kind: 'functionapp'
+  sku: {
+    tier: 'FlexConsumption'
+    name: 'FC1'
+  }
+  properties: {
+    reserved: true
+  }
+}
+
+resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
+  // #checkov:skip=CKV_AZURE_222: Event Grid delivers SecretNearExpiry to the function over its public endpoint; the app has no HTTP-triggered functions of its own
+  // #checkov:skip=CKV_AZURE_17: client certificates would make Event Grid deliveries fail; the Event Grid webhook is authenticated by the function's system key
+  // #checkov:skip=CKV_AZURE_212: instance counts are managed by Flex Consumption (numberOfWorkers does not apply)
+  // #checkov:skip=CKV_AZURE_213: Flex Consumption does not offer the App Service health check; the function app is watched through Application Insights
+  name: name
+  location: location
+  tags: union(tags, {
+    'azd-service-name': 'functions'
+  })
+  kind: 'functionapp,linux'
+  identity: {
+    type: 'SystemAssigned'
+  }
+  properties: {
+    serverFarmId: plan.id
+    httpsOnly: true
+    virtualNetworkSubnetId: empty(subnetId) ? null : subnetId
+    siteConfig: {
+      appSettings: [for setting in items(appSettings): {
+        name: setting.key
+        value: setting.value
+      }]
+      minTlsVersion: '1.2'
+      ftpsState: 'Disabled'
+      http20Enabled: true
+    }
+    functionAppConfig: {
+      deployment: {
+        storage: {
+          type: 'blobContainer'
+          value: '${storage.properties.primaryEndpoints.blob}${deploymentContainerName}'
+          authentication: {
+            type: 'SystemAssignedIdentity'
+          }
+        }
+      }
+      scaleAndConcurrency: {
+        maximumInstanceCount: maximumInstanceCount
+        instanceMemoryMB: instanceMemoryMB
+      }
+      runtime: {
+        name: 'python'
+        version: '3.11'
+      }
+    }
+  }
+}
+
+
+resource ftpPublishing 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = {
+  parent: functionApp
+  name: 'ftp'
+  properties: {
+    allow: false
+  }
+}
+
+resource scmPublishing 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = {
+  parent: functionApp
+  name: 'scm'
+  properties: {
+    allow: false
+  }
+}
+
+output name string = functionApp.name
+output id string = functionApp.id
+output principalId string = functionApp.identity.principalId

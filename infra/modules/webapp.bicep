@@ -1,0 +1,202 @@
+// The consent site (consent_web) on App Service for Linux, Python 3.11, with a system-assigned
+// identity. Operators sign in through App Service Authentication in easyauth mode; the partner
+// admin's landing page and the OAuth callback stay public (publicPaths).
+param name string
+param planName string
+param planSku string = 'B1'
+param location string = resourceGroup().location
+param tags object = {}
+
+param applicationInsightsName string
+param storageAccountName string
+
+@description('The vault URI, with its trailing slash (https://<vault>.vault.azure.net/).')
+param keyVaultUri string
+
+@description('Where the consent site is reached (BROKER_PUBLIC_URL).')
+param publicUrl string
+
+@allowed([
+  'easyauth'
+  'entra'
+])
+param operatorAuth string = 'easyauth'
+param operatorClientId string = ''
+param operatorTenantId string = tenant().tenantId
+param publicPaths array = [
+  '/healthz'
+  '/invite/*'
+  '/consent/callback'
+  '/static/*'
+]
+
+param cpvClientId string = ''
+param authorityHost string = 'https://login.microsoftonline.com'
+param partnerCenterUrl string = 'https://api.partnercenter.microsoft.com'
+param rotateAfterDays int = 10
+param tokenLifetimeDays int = 90
+param rotateSchedule string = '0 0 2 * * *'
+
+@secure()
+param notifyWebhookUrl string = ''
+
+@secure()
+param smtpUrl string = ''
+param notifyEmail string = ''
+
+@description('Subnet delegated to Microsoft.Web/serverFarms for VNet integration; empty for none.')
+param subnetId string = ''
+
+var startupCommand = 'gunicorn --bind=0.0.0.0 --timeout 120 "consent_web:create_app()"'
+var easyAuth = operatorAuth == 'easyauth'
+// the Free and Shared tiers cannot keep a site warm
+var alwaysOn = planSku != 'F1' && planSku != 'D1'
+
+var appSettings = {
+  SCM_DO_BUILD_DURING_DEPLOYMENT: 'true'
+  AzureWebJobsStorage__accountName: storage.name
+  AzureWebJobsStorage__credential: 'managedidentity'
+  AzureWebJobsStorage__blobServiceUri: storage.properties.primaryEndpoints.blob
+  AzureWebJobsStorage__queueServiceUri: storage.properties.primaryEndpoints.queue
+  APPLICATIONINSIGHTS_CONNECTION_STRING: applicationInsights.properties.ConnectionString
+  BROKER_VAULT_URL: keyVaultUri
+  BROKER_AUTHORITY_HOST: authorityHost
+  BROKER_CPV_CLIENT_ID: cpvClientId
+  BROKER_CPV_CLIENT_SECRET: '@Microsoft.KeyVault(SecretUri=${keyVaultUri}secrets/cpv-client-secret)'
+  BROKER_SECRET_KEY: '@Microsoft.KeyVault(SecretUri=${keyVaultUri}secrets/broker-secret-key)'
+  BROKER_PUBLIC_URL: publicUrl
+  BROKER_PARTNER_CENTER_URL: partnerCenterUrl
+  BROKER_ROTATE_AFTER_DAYS: string(rotateAfterDays)
+  BROKER_TOKEN_LIFETIME_DAYS: string(tokenLifetimeDays)
+  BROKER_ROTATE_SCHEDULE: rotateSchedule
+  BROKER_NOTIFY_WEBHOOK_URL: notifyWebhookUrl
+  BROKER_SMTP_URL: smtpUrl
+  BROKER_NOTIFY_EMAIL: notifyEmail
+  BROKER_OPERATOR_AUTH: operatorAuth
+  // read by App Service Authentication (easyauth mode) as the operator app's client secret
+  MICROSOFT_PROVIDER_AUTHENTICATION_SECRET: '@Microsoft.KeyVault(SecretUri=${keyVaultUri}secrets/operator-client-secret)'
+}
+
+resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
+  name: storageAccountName
+}
+
+resource applicationInsights 'Microsoft.Insights/components@2020-02-02' existing = {
+  name: applicationInsightsName
+}
+
+resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
+  // #checkov:skip=CKV_AZURE_225: zone redundancy needs a Premium plan; the consent site is used a few times per partner per quarter and holds no state (webPlanSku can choose Premium)
+  name: planName
+  location: location
+  tags: tags
+  kind: 'linux'
+  sku: {
+    name: planSku
+  }
+  properties: {
+    reserved: true
+  }
+}
+
+resource site 'Microsoft.Web/sites@2024-04-01' = {
+  // #checkov:skip=CKV_AZURE_222: the consent site must be public: partner admins open their invite link from anywhere; operator pages are behind App Service Authentication
+  // #checkov:skip=CKV_AZURE_17: partner admins' browsers carry no client certificates; they authenticate to Entra ID with MFA instead
+  // #checkov:skip=CKV_AZURE_212: one instance by default; the site is stateless (sessions are signed cookies, tokens live only in Key Vault) and restarts lose nothing
+  name: name
+  location: location
+  tags: union(tags, {
+    'azd-service-name': 'web'
+  })
+  kind: 'app,linux'
+  identity: {
+    type: 'SystemAssigned'
+  }
+  properties: {
+    serverFarmId: plan.id
+    httpsOnly: true
+    clientAffinityEnabled: false
+    virtualNetworkSubnetId: empty(subnetId) ? null : subnetId
+    siteConfig: {
+      appSettings: [for setting in items(appSettings): {
+        name: setting.key
+        value: setting.value
+      }]
+      linuxFxVersion: 'PYTHON|3.11'
+      appCommandLine: startupCommand
+      minTlsVersion: '1.2'
+      ftpsState: 'Disabled'
+      http20Enabled: true
+      alwaysOn: alwaysOn
+      healthCheckPath: '/healthz'
+      // Linux apps reach a private endpoint (and resolve Key Vault references through it) only
+      // when all outbound traffic is routed into the VNet.
+      vnetRouteAllEnabled: !empty(subnetId)
+    }
+  }
+}
+
+
+// Until an operator app registration is configured, every non-public path answers 401:
+// the operator pages are closed, never open.
+resource authSettings 'Microsoft.Web/sites/config@2024-04-01' = if (easyAuth) {
+  // #checkov:skip=CKV_AZURE_13: authsettingsV2 enables authentication with platform.enabled (set to true here); the check reads the legacy authsettings property enabled
+  // #checkov:skip=CKV_AZURE_63: reads siteConfig properties of the web config section; this resource is the authsettingsV2 section
+  // #checkov:skip=CKV_AZURE_65: reads siteConfig properties of the web config section; this resource is the authsettingsV2 section
+  // #checkov:skip=CKV_AZURE_66: reads siteConfig properties of the web config section; this resource is the authsettingsV2 section
+  // #checkov:skip=CKV_AZURE_80: reads siteConfig properties of the web config section; this resource is the authsettingsV2 section (and the site runs Python, not .NET)
+  // #checkov:skip=CKV_AZURE_88: reads siteConfig properties of the web config section; this resource is the authsettingsV2 section (the site mounts no Azure Files share)
+  // #checkov:skip=CKV_AZURE_222: reads the site's publicNetworkAccess; this resource is the authsettingsV2 section (see the skip on the site)
+  parent: site
+  name: 'authsettingsV2'
+  properties: {
+    platform: {
+      enabled: true
+    }
+    globalValidation: {
+      requireAuthentication: true
+      unauthenticatedClientAction: !empty(operatorClientId) ? 'RedirectToLoginPage' : 'Return401'
+      redirectToProvider: 'azureactivedirectory'
+      excludedPaths: publicPaths
+    }
+    httpSettings: {
+      requireHttps: true
+    }
+    identityProviders: {
+      azureActiveDirectory: {
+        enabled: !empty(operatorClientId)
+        registration: {
+          clientId: operatorClientId
+          clientSecretSettingName: 'MICROSOFT_PROVIDER_AUTHENTICATION_SECRET'
+          openIdIssuer: '${environment().authentication.loginEndpoint}${operatorTenantId}/v2.0'
+        }
+      }
+    }
+    login: {
+      tokenStore: {
+        enabled: false
+      }
+    }
+  }
+}
+
+resource ftpPublishing 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = {
+  parent: site
+  name: 'ftp'
+  properties: {
+    allow: false
+  }
+}
+
+resource scmPublishing 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = {
+  parent: site
+  name: 'scm'
+  properties: {
+    allow: false
+  }
+}
+
+output name string = site.name
+output id string = site.id
+output principalId string = site.identity.principalId
+output defaultHostName string = site.properties.defaultHostName
