@@ -1,0 +1,154 @@
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from broker.errors import SettingsError
+from broker.settings import Settings, load_settings
+
+VAULT = "https://contoso-broker.vault.azure.net"
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    return {"BROKER_VAULT_URL": VAULT, "BROKER_STATE_DIR": str(tmp_path / "state")}
+
+
+def test_defaults_follow_the_contract(env):
+    s = load_settings(env, dotenv=False)
+    assert s.vault_url == VAULT
+    assert s.authority_host == "https://login.microsoftonline.com"
+    assert s.partner_center_url == "https://api.partnercenter.microsoft.com"
+    assert (s.rotate_after_days, s.token_lifetime_days, s.warn_days) == (10, 90, 30)
+    assert s.rotate_schedule == "0 0 1 * * *"
+    assert s.lease_seconds == 60
+    assert s.operator_auth == "local"
+    assert s.vault_creates_per_10s == 270
+    assert not s.uses_blob_leases
+
+
+def test_missing_vault_url_names_the_setting(env):
+    del env["BROKER_VAULT_URL"]
+    with pytest.raises(SettingsError) as err:
+        load_settings(env, dotenv=False)
+    assert err.value.setting == "BROKER_VAULT_URL"
+    assert "BROKER_VAULT_URL" in str(err.value)
+    assert err.value.hint
+
+
+@pytest.mark.parametrize(("name", "value", "message"), [
+    ("BROKER_VAULT_URL", "http://vault.example", "must be a URL starting with https://"),
+    ("BROKER_VAULT_URL", "not a url", "must be a URL starting with https://"),
+    ("BROKER_AUTHORITY_HOST", "login.example", "must be a URL starting with https://"),
+    ("BROKER_PUBLIC_URL", "ftp://x", "must be a URL starting with http:// or https://"),
+    ("BROKER_ROTATE_AFTER_DAYS", "ten", "must be a whole number"),
+    ("BROKER_ROTATE_AFTER_DAYS", "90", "must be less than BROKER_TOKEN_LIFETIME_DAYS"),
+    ("BROKER_TOKEN_LIFETIME_DAYS", "0", "must be between 1 and 3650"),
+    ("BROKER_LEASE_SECONDS", "90", "must be between 15 and 60"),
+    ("BROKER_LEASE_SECONDS", "5", "must be between 15 and 60"),
+    ("BROKER_ROTATE_SCHEDULE", "0 1 * * *", "NCRONTAB expression of 6 fields"),
+    ("BROKER_ROTATE_WINDOW_HOURS", "x", "must be a number"),
+    ("BROKER_VAULT_CREATES_PER_10S", "301", "must be between 1 and 300"),
+    ("BROKER_OPERATOR_AUTH", "magic", "must be local, entra or easyauth"),
+    ("BROKER_SMTP_URL", "https://mail.example", "starting with smtp:// or smtps://"),
+    ("BROKER_NOTIFY_EMAIL", "ops@example.com, nobody", "comma-separated email addresses"),
+    ("BROKER_CPV_CLIENT_ID", "8a4f0c21-3b5d-4e7f-9a1c-2d3e4f5a6b7c",
+     "BROKER_CPV_CLIENT_SECRET is not set"),
+    ("BROKER_SECRET_KEY", "short", "at least 32 characters"),
+])
+def test_invalid_setting_is_named_with_what_is_wrong(env, name, value, message):
+    env[name] = value
+    with pytest.raises(SettingsError) as err:
+        load_settings(env, dotenv=False)
+    assert message in str(err.value)
+    assert err.value.setting in str(err.value)
+
+
+def test_entra_operator_auth_requires_its_app(env):
+    env["BROKER_OPERATOR_AUTH"] = "entra"
+    env["BROKER_OPERATOR_TENANT_ID"] = "contoso.example"
+    with pytest.raises(SettingsError) as err:
+        load_settings(env, dotenv=False)
+    assert err.value.setting == "BROKER_OPERATOR_CLIENT_ID"
+
+
+def test_values_are_converted_and_trailing_slashes_dropped(env):
+    env.update({
+        "BROKER_VAULT_URL": VAULT + "/", "BROKER_ROTATE_AFTER_DAYS": " 7 ",
+        "BROKER_ROTATE_WINDOW_HOURS": "2.5", "BROKER_OPERATOR_AUTH": "EasyAuth",
+        "BROKER_ROTATE_SCHEDULE": "%ROTATE%",
+    })
+    s = load_settings(env, dotenv=False)
+    assert s.vault_url == VAULT
+    assert s.rotate_after_days == 7
+    assert s.rotate_window_hours == 2.5
+    assert s.operator_auth == "easyauth"
+    assert s.rotate_schedule == "%ROTATE%"
+
+
+@pytest.mark.parametrize("storage", [
+    {"AzureWebJobsStorage": "UseDevelopmentStorage=true"},
+    {"AzureWebJobsStorage__accountName": "brokerstore"},
+    {"AzureWebJobsStorage__blobServiceUri": "https://brokerstore.blob.core.windows.net"},
+])
+def test_any_form_of_storage_switches_to_blob_leases(env, storage):
+    env.update(storage)
+    assert load_settings(env, dotenv=False).uses_blob_leases
+
+
+def test_repr_hides_secrets(env):
+    env.update({
+        "BROKER_CPV_CLIENT_ID": "8a4f0c21-3b5d-4e7f-9a1c-2d3e4f5a6b7c",
+        "BROKER_CPV_CLIENT_SECRET": "cpv-secret-value-1234",
+        "BROKER_SECRET_KEY": "k" * 40,
+        "AzureWebJobsStorage": "DefaultEndpointsProtocol=https;AccountKey=storage-key-5678",
+        "BROKER_SMTP_URL": "smtps://bot:smtp-password-9@mail.example:465",
+        "BROKER_NOTIFY_WEBHOOK_URL": "https://hooks.example/services/webhook-token-0",
+        "BROKER_OPERATOR_AUTH": "entra", "BROKER_OPERATOR_TENANT_ID": "contoso.example",
+        "BROKER_OPERATOR_CLIENT_ID": "x", "BROKER_OPERATOR_CLIENT_SECRET": "operator-secret-1",
+    })
+    text = repr(load_settings(env, dotenv=False))
+    for secret in ("cpv-secret-value-1234", "k" * 40, "storage-key-5678", "smtp-password-9",
+                   "webhook-token-0", "operator-secret-1"):
+        assert secret not in text
+    assert "8a4f0c21" in text
+
+
+def test_dotenv_is_read_without_overriding_the_environment(env, tmp_path, monkeypatch):
+    (tmp_path / ".env").write_text(
+        "BROKER_ROTATE_AFTER_DAYS=5\nBROKER_WARN_DAYS=14\nBROKER_VAULT_URL=https://other.example\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    s = load_settings(env)
+    assert s.vault_url == VAULT
+    assert (s.rotate_after_days, s.warn_days) == (5, 14)
+    assert load_settings(env, dotenv=False).warn_days == 30
+
+
+def test_local_secret_key_is_generated_once_and_shared(env):
+    keys: list[str] = []
+    threads = [threading.Thread(target=lambda: keys.append(load_settings(env, dotenv=False)
+                                                           .secret_key)) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(set(keys)) == 1 and len(keys[0]) >= 32
+    path = Path(env["BROKER_STATE_DIR"]) / "secret-key"
+    assert path.stat().st_mode & 0o077 == 0
+    assert [p.name for p in path.parent.iterdir()] == ["secret-key"]
+
+
+def test_secret_key_is_required_in_azure(env):
+    env["WEBSITE_INSTANCE_ID"] = "abc123"
+    with pytest.raises(SettingsError) as err:
+        load_settings(env, dotenv=False)
+    assert err.value.setting == "BROKER_SECRET_KEY"
+    assert not (Path(env["BROKER_STATE_DIR"]) / "secret-key").exists()
+
+
+def test_settings_can_be_built_directly_for_tests():
+    s = Settings(vault_url=VAULT)
+    assert s.token_lifetime_days == 90 and s.state_dir == Path(".broker")
