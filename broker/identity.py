@@ -1,0 +1,434 @@
+"""Talking to Entra ID, through MSAL only: redeem refresh tokens and run the consent code flow.
+
+Every error body Entra sends is turned into one of our errors by `classify`, the single place
+that decides whether a human must consent again, the app is misconfigured, or it is worth a
+retry. Messages name the AADSTS code and what to do; they never hold a token, because Entra's
+own error text is not copied into them.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import jwt
+import msal
+import requests
+from msal.authority import WELL_KNOWN_AUTHORITY_HOSTS
+from msal.exceptions import MsalServiceError
+
+from broker.credentials import is_guid
+from broker.errors import (
+    AppMisconfigured,
+    BrokerError,
+    ConsentFailed,
+    NeedsConsent,
+    SettingsError,
+    TransientFailure,
+)
+
+PARTNER_CENTER_SCOPE = "https://api.partnercenter.microsoft.com/user_impersonation"
+GRAPH_SCOPE = "https://graph.microsoft.com/Directory.Read.All"
+ARM_SCOPE = "https://management.azure.com/user_impersonation"
+
+TIMEOUT = (5.0, 30.0)  # connect, read: a hung token endpoint must not hold a lease forever
+_MICROSOFT_HOSTS = WELL_KNOWN_AUTHORITY_HOSTS | {"login.microsoft.com", "sts.windows.net"}
+
+# what each AADSTS code means to an operator, and what they should do about it
+_CODES: dict[int, tuple[str, str]] = {
+    700082: ("the refresh token expired after 90 days without use",
+             "an admin of the partner tenant must consent again (send an invite link)"),
+    50173: ("the grant was revoked (a password change or an admin revoked the sessions)",
+            "an admin of the partner tenant must consent again (send an invite link)"),
+    70000: ("the refresh token is no longer valid",
+            "an admin of the partner tenant must consent again (send an invite link)"),
+    70008: ("the refresh token or authorization code has expired",
+            "an admin of the partner tenant must consent again (send an invite link)"),
+    65001: ("the app has not been consented to in the partner tenant",
+            "an admin of the partner tenant must consent (send an invite link)"),
+    50076: ("multi-factor authentication is required",
+            "an admin who signs in with MFA must consent again"),
+    50079: ("the user must register for multi-factor authentication",
+            "register MFA for the admin, then consent again"),
+    54005: ("the authorization code was already redeemed",
+            "start the consent again from the link; a code works once"),
+    7000215: ("the client secret is not valid",
+              "put the app's current client secret into the credential "
+              "(or BROKER_CPV_CLIENT_SECRET)"),
+    7000222: ("the client secret has expired",
+              "create a new client secret for the app and update the credential with it"),
+    700016: ("the application was not found in the tenant",
+             "check the client id, and that the app is multi-tenant and consented in this tenant"),
+    90002: ("the tenant was not found", "check the credential's tenant id or domain"),
+}
+_NEEDS_CONSENT = {"invalid_grant", "interaction_required", "consent_required", "login_required"}
+_MISCONFIGURED = {"invalid_client", "unauthorized_client"}
+_MISCONFIGURED_CODES = {700016, 7000215, 7000222, 7000221, 90002}
+_TRANSIENT = {"temporarily_unavailable", "server_error", "service_unavailable", "timeout"}
+
+
+@dataclass(frozen=True)
+class Redemption:
+    """What a token request gave us; held in memory only for as long as it takes to store it."""
+
+    refresh_token: str = field(repr=False)
+    access_token: str = field(repr=False)
+    claims: dict[str, Any] = field(repr=False)  # the access token's claims
+    expires_in: int = 0
+    id_token_claims: dict[str, Any] = field(default_factory=dict, repr=False)
+
+
+def _codes(result: Mapping) -> list[int]:
+    codes = result.get("error_codes") or []
+    if isinstance(codes, int | str):
+        codes = [codes]
+    out = []
+    for code in codes:
+        try:
+            out.append(int(code))
+        except (TypeError, ValueError):
+            continue
+    if not out:
+        # the authorize redirect carries no error_codes, only "AADSTS65001: ..." in the text
+        found = re.search(r"AADSTS(\d+)", str(result.get("error_description") or ""))
+        if found:
+            out.append(int(found.group(1)))
+    return out
+
+
+def _explain(error: str, codes: list[int], default: tuple[str, str]) -> tuple[str, str]:
+    for code in codes:
+        if code in _CODES:
+            what, todo = _CODES[code]
+            return f"AADSTS{code}: {what}", todo
+    label = f"AADSTS{codes[0]}: " if codes else ""
+    return f"{label}{default[0]} ({error or 'no error code'})", default[1]
+
+
+def _retry_after(result: Mapping) -> float | None:
+    value = result.get("retry_after")
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def classify(result: Mapping, *, flow: str = "refresh") -> BrokerError:
+    """The one mapping from an Entra error body (or an HTTP failure) to our errors.
+
+    `flow` says where the body came from: "refresh" (a refresh-token redemption), "code" (the
+    auth-code exchange at the end of consent) or "authorize" (the error redirect of the sign-in
+    page). `result` may carry `status_code` and `retry_after` when the body came with an HTTP
+    failure instead of an OAuth error.
+    """
+    error = str(result.get("error") or "")
+    codes = _codes(result)
+    status = int(result.get("status_code") or 0)
+    suberror = str(result.get("suberror") or "")
+
+    if status == 429 or status >= 500 or error in _TRANSIENT:
+        what = f"HTTP {status}" if status else error
+        wait = _retry_after(result)
+        later = f" in {wait:g} s" if wait else " later"
+        return TransientFailure(
+            f"Entra ID is unavailable for now ({what}); try again{later}.",
+            retry_after=wait,
+            hint="nothing to do: the broker retries and leaves it for the next run",
+        )
+
+    if flow == "authorize":
+        return _authorize_error(error, codes)
+
+    if error in _MISCONFIGURED or set(codes) & _MISCONFIGURED_CODES:
+        message, todo = _explain(error, codes, ("the app is misconfigured", "fix the app"))
+        return AppMisconfigured(
+            f"Entra ID refused the app: {message}. The stored token is kept.", hint=todo
+        )
+
+    if flow == "code":
+        message, todo = _explain(
+            error, codes, ("the authorization code was refused", "start the consent again")
+        )
+        if 50076 in codes or 50079 in codes:
+            return ConsentFailed("no-mfa", f"Sign-in without MFA: {message}.", hint=todo)
+        if 65001 in codes or suberror == "consent_required":
+            return ConsentFailed(
+                "admin-consent-required", f"Consent is missing: {message}.",
+                hint="sign in as a Global Administrator and tick 'Consent on behalf of your "
+                     "organization'",
+            )
+        return ConsentFailed(
+            "code-rejected", f"Entra ID refused the authorization code: {message}.",
+            hint="start the consent again from the link; a code works once and expires quickly",
+        )
+
+    if error in _NEEDS_CONSENT:
+        message, todo = _explain(
+            error, codes, ("the grant is no longer valid", "an admin must consent again")
+        )
+        return NeedsConsent(f"Entra ID refused the refresh token: {message}.", hint=todo)
+
+    message, todo = _explain(
+        error, codes, ("the token request was refused", "check the app's registration")
+    )
+    return AppMisconfigured(
+        f"Entra ID refused the request: {message}. The stored token is kept.", hint=todo
+    )
+
+
+def _authorize_error(error: str, codes: list[int]) -> ConsentFailed:
+    """The error redirect of the sign-in page: the user never got as far as a code."""
+    if error == "access_denied" and not codes:
+        return ConsentFailed(
+            "cancelled", "The sign-in was cancelled.",
+            hint="open the consent link again and accept the permissions",
+        )
+    message, todo = _explain(error, codes, ("the sign-in did not complete", "try again"))
+    if 50076 in codes or 50079 in codes:
+        return ConsentFailed("no-mfa", f"Sign-in without MFA: {message}.", hint=todo)
+    if error == "consent_required" or {65001, 90094, 90095} & set(codes):
+        return ConsentFailed(
+            "admin-consent-required", f"Admin consent is required: {message}.",
+            hint="sign in as a Global Administrator and tick 'Consent on behalf of your "
+                 "organization'",
+        )
+    if error == "access_denied" and codes and 65004 in codes:
+        return ConsentFailed("cancelled", "The consent was declined.",
+                             hint="open the consent link again and accept the permissions")
+    if error == "access_denied":
+        return ConsentFailed(
+            "not-admin-agent", f"The account may not consent for this partner: {message}.",
+            hint="sign in with an account that is an Admin Agent of the partner tenant",
+        )
+    return ConsentFailed("cancelled", f"The sign-in failed: {message}.", hint=todo)
+
+
+def unverified_claims(token: str) -> dict[str, Any]:
+    """Claims of a JWT without checking its signature.
+
+    Only for tokens that came straight from the token endpoint over TLS in this same request:
+    the broker is not the audience of these access tokens and cannot (and need not) verify them.
+    """
+    try:
+        claims = jwt.decode(token, options={"verify_signature": False})
+    except jwt.PyJWTError:
+        return {}
+    return claims if isinstance(claims, dict) else {}
+
+
+def is_microsoft_host(authority_host: str) -> bool:
+    return (urlsplit(authority_host).hostname or "").lower() in _MICROSOFT_HOSTS
+
+
+class _RecordingHttpClient:
+    """MSAL's http client seam: a pooled session with timeouts that remembers, per thread, the
+    status and Retry-After of the last response, which MSAL itself does not pass on."""
+
+    def __init__(self) -> None:
+        self.session = requests.Session()
+        self._last = threading.local()
+
+    def last(self) -> tuple[int, float | None]:
+        return getattr(self._last, "status", 0), getattr(self._last, "retry_after", None)
+
+    def reset(self) -> None:
+        self._last.status, self._last.retry_after = 0, None
+
+    def _remember(self, response: requests.Response) -> requests.Response:
+        self._last.status = response.status_code
+        value = response.headers.get("Retry-After")
+        try:
+            self._last.retry_after = float(value) if value is not None else None
+        except ValueError:
+            self._last.retry_after = None
+        return response
+
+    def get(self, url, **kwargs):
+        kwargs.setdefault("timeout", TIMEOUT)
+        return self._remember(self.session.get(url, **kwargs))
+
+    def post(self, url, **kwargs):
+        kwargs.setdefault("timeout", TIMEOUT)
+        return self._remember(self.session.post(url, **kwargs))
+
+    def close(self) -> None:  # MSAL may call it; the session outlives one app
+        pass
+
+
+class Identity:
+    """MSAL confidential clients for the credentials' apps (the CPV app or a partner's own)."""
+
+    def __init__(self, settings, vault) -> None:
+        self.settings = settings
+        self.vault = vault
+        self._http = _RecordingHttpClient()
+        self._tenants: dict[str, str] = {}
+        self._tenants_lock = threading.Lock()
+
+    # -- the MSAL application --------------------------------------------------------------
+
+    def authority(self, credential) -> str:
+        return f"{self.settings.authority_host.rstrip('/')}/{credential.tenant_id}"
+
+    def _client_credentials(self, credential) -> tuple[str, str]:
+        if credential.client_id:
+            return credential.client_id, self.vault.read_client_secret(credential.id)
+        if not self.settings.cpv_client_id or not self.settings.cpv_client_secret:
+            raise SettingsError(
+                "BROKER_CPV_CLIENT_ID",
+                "BROKER_CPV_CLIENT_ID and BROKER_CPV_CLIENT_SECRET are required for CPV-model "
+                "credentials.",
+                hint="set them to the CPV app's client id and secret, or give the credential "
+                     "its own app",
+            )
+        return self.settings.cpv_client_id, self.settings.cpv_client_secret
+
+    def _app(self, credential) -> msal.ConfidentialClientApplication:
+        # A fresh application per operation: MSAL's in-memory token cache then never outlives
+        # the call, and its response throttle cache does not replay an old 503 to our own
+        # backoff (which honours Retry-After itself).
+        client_id, secret = self._client_credentials(credential)
+        microsoft = is_microsoft_host(self.settings.authority_host)
+        return self._guard(
+            lambda: msal.ConfidentialClientApplication(
+                client_id,
+                client_credential=secret,
+                authority=self.authority(credential),
+                http_client=self._http,
+                instance_discovery=None if microsoft else False,
+            ),
+            flow="refresh",
+        )
+
+    def _guard(self, call, *, flow: str):
+        """Run an MSAL call, turning transport failures into our errors."""
+        self._http.reset()
+        try:
+            return call()
+        except (requests.Timeout, requests.ConnectionError) as exc:
+            raise TransientFailure(
+                f"Entra ID could not be reached ({type(exc).__name__}); try again later.",
+                hint="nothing to do: the broker retries and leaves it for the next run",
+            ) from None
+        except (MsalServiceError, ValueError, RuntimeError) as exc:
+            status, retry_after = self._http.last()
+            if status == 429 or status >= 500:
+                raise classify({"status_code": status, "retry_after": retry_after}) from None
+            if flow == "code" and isinstance(exc, ValueError | RuntimeError) and status < 400:
+                # MSAL's own state or nonce check failed before or after the exchange
+                raise ConsentFailed(
+                    "state-mismatch",
+                    "The sign-in response does not belong to this consent (state or nonce "
+                    "mismatch).", hint="start the consent again",
+                ) from None
+            if status == 404 or (400 <= status < 500):
+                raise AppMisconfigured(
+                    f"Entra ID does not know this authority or tenant (HTTP {status}).",
+                    hint="check the credential's tenant id and BROKER_AUTHORITY_HOST",
+                ) from None
+            raise BrokerError(
+                f"Unexpected answer from Entra ID ({type(exc).__name__}).",
+                hint="try again; if it persists, check BROKER_AUTHORITY_HOST",
+            ) from None
+
+    # -- flows ------------------------------------------------------------------------------
+
+    def redeem(self, credential, refresh_token: str, scopes: Sequence[str] | None = None
+               ) -> Redemption:
+        """Exchange a refresh token for a new one (and an access token): this is the renewal."""
+        app = self._app(credential)
+        result = self._guard(
+            lambda: app.acquire_token_by_refresh_token(
+                refresh_token, scopes=list(scopes or [PARTNER_CENTER_SCOPE])
+            ),
+            flow="refresh",
+        )
+        return self._redemption(result, flow="refresh")
+
+    def begin(self, credential, redirect_uri: str, *, scopes: Sequence[str],
+              prompt: str | None = None, login_hint: str | None = None) -> dict:
+        """MSAL's auth-code flow (PKCE S256, state and nonce are MSAL's)."""
+        app = self._app(credential)
+        return self._guard(
+            lambda: app.initiate_auth_code_flow(
+                list(scopes), redirect_uri=redirect_uri, prompt=prompt, login_hint=login_hint,
+            ),
+            flow="refresh",
+        )
+
+    def finish(self, credential, flow: dict, params: Mapping[str, str]) -> Redemption:
+        """Exchange the code for tokens; MSAL checks state, PKCE and the id token's nonce."""
+        if params.get("error"):
+            raise classify(params, flow="authorize")
+        scopes = list(flow.get("broker_scopes") or [PARTNER_CENTER_SCOPE])
+        app = self._app(credential)
+        result = self._guard(
+            # a token request may name one resource only; the others were consented to at
+            # sign-in and the refresh token works for them too
+            lambda: app.acquire_token_by_auth_code_flow(
+                {k: v for k, v in flow.items() if not k.startswith("broker_")},
+                dict(params), scopes=scopes[:1],
+            ),
+            flow="code",
+        )
+        return self._redemption(result, flow="code")
+
+    def _redemption(self, result: Mapping, *, flow: str) -> Redemption:
+        if "error" in result:
+            raise classify(result, flow=flow)
+        refresh_token = result.get("refresh_token")
+        access_token = result.get("access_token")
+        if not refresh_token or not access_token:
+            raise AppMisconfigured(
+                "Entra ID returned no refresh token.",
+                hint="the app must be allowed the offline_access permission",
+            )
+        return Redemption(
+            refresh_token=refresh_token,
+            access_token=access_token,
+            claims=unverified_claims(access_token),
+            expires_in=int(result.get("expires_in") or 0),
+            id_token_claims=dict(result.get("id_token_claims") or {}),
+        )
+
+    # -- tenants ----------------------------------------------------------------------------
+
+    def tenant_guid(self, tenant: str) -> str:
+        """The tenant's GUID, from the authority's OIDC discovery when given a domain."""
+        if is_guid(tenant.lower()):
+            return tenant.lower()
+        key = tenant.lower()
+        with self._tenants_lock:
+            if key in self._tenants:
+                return self._tenants[key]
+        url = (f"{self.settings.authority_host.rstrip('/')}/{key}"
+               "/v2.0/.well-known/openid-configuration")
+        try:
+            response = self._http.session.get(url, timeout=TIMEOUT)
+        except (requests.Timeout, requests.ConnectionError):
+            raise TransientFailure("Entra ID could not be reached to look up the tenant.",
+                                   hint="try again") from None
+        if response.status_code == 429 or response.status_code >= 500:
+            raise classify({"status_code": response.status_code})
+        if response.status_code != 200:
+            raise AppMisconfigured(f"The tenant {tenant!r} is not known to Entra ID.",
+                                   hint="check the credential's tenant id or domain")
+        try:
+            issuer = str(response.json().get("issuer", ""))
+        except ValueError:
+            issuer = ""
+        found = _GUID_IN.search(issuer)
+        if not found:
+            raise AppMisconfigured(f"Could not find the GUID of tenant {tenant!r}.",
+                                   hint="use the tenant's GUID instead of its domain")
+        guid = found.group(0).lower()
+        with self._tenants_lock:
+            self._tenants[key] = guid
+        return guid
+
+
+_GUID_IN = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.I)

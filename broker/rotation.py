@@ -1,0 +1,306 @@
+"""Rotation: redeem each refresh token before it ages out; store the fresh one as the next version.
+
+The order of a rotation is what makes it safe: take the credential's lease, re-read the latest
+version, redeem it, check that it is *still* the latest (a newer consent or rotation is never
+overwritten: the fresh token is discarded instead), write the next version and read it back.
+Old versions are never deleted, and Entra keeps a redeemed refresh token valid until its own
+expiry, so a crash anywhere in between loses nothing: the next run simply redeems again.
+
+`plan` decides what is due tonight from one listing of the vault, spreading the work so that a
+night never carries more than its share of all credentials.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import random
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Literal
+
+from broker.credentials import Credential, Source, Status, TokenVersion
+from broker.errors import (
+    AppMisconfigured,
+    BrokerError,
+    Conflict,
+    CredentialNotFound,
+    NeedsConsent,
+    TransientFailure,
+)
+from broker.identity import Redemption
+from broker.logs import get_logger
+from broker.pacing import TokenBucket
+
+log = get_logger(__name__)
+
+Outcome = Literal["rotated", "skipped", "needs-consent", "error", "deferred"]
+# statuses that only a human can leave: rotating them would only fail again
+_WAITING_FOR_HUMAN = (Status.PENDING_CONSENT, Status.NEEDS_CONSENT)
+# tags a new version inherits from the one it replaces (the contract's tags are set by the vault)
+_CARRIED_TAGS = ("invite", "validated_at", "validation")
+
+
+@dataclass(frozen=True)
+class RotationResult:
+    credential_id: str
+    outcome: Outcome
+    version: str | None
+    previous_version: str | None
+    message: str
+
+
+@dataclass(frozen=True)
+class DueItem:
+    credential_id: str
+    version: str | None  # None when the listing does not name the current version
+    reason: Literal["age", "expiry"]
+    delay_s: float
+
+
+@dataclass(frozen=True)
+class RotationSummary:
+    rotated: int = 0
+    skipped: int = 0
+    needs_consent: int = 0
+    errors: int = 0
+    deferred: int = 0
+    results: list[RotationResult] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, results: Sequence[RotationResult]) -> RotationSummary:
+        count = {o: sum(1 for r in results if r.outcome == o)
+                 for o in ("rotated", "skipped", "needs-consent", "error", "deferred")}
+        return cls(rotated=count["rotated"], skipped=count["skipped"],
+                   needs_consent=count["needs-consent"], errors=count["error"],
+                   deferred=count["deferred"], results=list(results))
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Retries of one step on TransientFailure: exponential backoff with jitter, at least the
+    service's Retry-After, and never a wait longer than `max_wait` (then it is the next run's)."""
+
+    tries: int = 3
+    base: float = 1.0
+    cap: float = 10.0
+    max_wait: float = 30.0
+
+    def delay(self, attempt: int, retry_after: float | None) -> float:
+        backoff = min(self.cap, self.base * 2 ** attempt) * random.uniform(0.5, 1.0)  # noqa: S311
+        return max(backoff, retry_after or 0.0)
+
+
+# -- planning ---------------------------------------------------------------------------------
+
+
+def spread_delay(credential_id: str, window_hours: float) -> float:
+    """A fixed offset into the night's window for this credential, so reruns agree."""
+    digest = hashlib.sha256(credential_id.encode()).digest()
+    fraction = int.from_bytes(digest[:8], "big") / 2 ** 64
+    return round(fraction * window_hours * 3600, 3)
+
+
+def nightly_share(total: int, rotate_after_days: int) -> int:
+    """How many age-based rotations one night takes: all credentials over the rotation period."""
+    return max(1, math.ceil(total / max(1, rotate_after_days)))
+
+
+def plan(credentials: Iterable[Credential], now: datetime, settings) -> list[DueItem]:
+    """What to rotate tonight.
+
+    Due: the latest version is older than `rotate_after_days`, or within `warn_days` of its
+    `expires_on`. Those near expiry are always taken; age-based ones fill up to the nightly
+    share, oldest first, and the rest wait for the next nights (still far from expiry).
+    """
+    rotatable: list[tuple[Credential, TokenVersion]] = [
+        (c, c.latest) for c in credentials
+        if c.latest is not None and c.latest.enabled and c.stored_status not in _WAITING_FOR_HUMAN
+    ]
+    age_limit = timedelta(days=settings.rotate_after_days)
+    warn = timedelta(days=settings.warn_days)
+    near_expiry, aged = [], []
+    for credential, latest in rotatable:
+        if latest.expires_on is not None and latest.expires_on - now <= warn:
+            near_expiry.append((credential, latest))
+        elif now - latest.obtained_at >= age_limit:
+            aged.append((credential, latest))
+    aged.sort(key=lambda pair: (pair[1].obtained_at, pair[0].id))
+    room = max(0, nightly_share(len(rotatable), settings.rotate_after_days) - len(near_expiry))
+    items = [(c, v, "expiry") for c, v in near_expiry] + [(c, v, "age") for c, v in aged[:room]]
+    items.sort(key=lambda t: (t[1].obtained_at, t[0].id))
+    return [
+        DueItem(c.id, v.version, reason, spread_delay(c.id, settings.rotate_window_hours))
+        for c, v, reason in items
+    ]
+
+
+# -- rotating ---------------------------------------------------------------------------------
+
+
+class Rotator:
+    """Rotates credentials under their lease; also the renewal step `validate` reuses."""
+
+    def __init__(self, settings, vault, leases, identity, *, notify: Callable, invites,
+                 retry: RetryPolicy | None = None, sleep: Callable[[float], None] = time.sleep):
+        self.settings = settings
+        self.vault = vault
+        self.leases = leases
+        self.identity = identity
+        self.invites = invites
+        self._notify = notify
+        self.retry = retry or RetryPolicy()
+        self.sleep = sleep
+        self.bucket = TokenBucket(settings.vault_creates_per_10s, 10.0)
+        # called with the credential id between redeem and write: a seam for tests that need
+        # to interleave another writer or crash the process exactly there
+        self.after_redeem: Callable[[str], None] | None = None
+
+    def due(self, now: datetime | None = None) -> list[DueItem]:
+        return plan(self.vault.list_credentials(), now or datetime.now(UTC), self.settings)
+
+    # one credential
+
+    def rotate(self, credential_id: str, *, expected_version: str | None = None,
+               wait: float = 0.0) -> RotationResult:
+        """Rotate one credential; CredentialNotFound for an unknown id, else a result."""
+        with ExitStack() as stack:
+            try:
+                stack.enter_context(self.leases.hold(credential_id, wait=wait))
+            except Conflict:
+                return RotationResult(credential_id, "skipped", None, None,
+                                      "Another writer holds the credential's lease.")
+            return self._rotate_held(credential_id, expected_version)
+
+    def _rotate_held(self, credential_id: str, expected_version: str | None) -> RotationResult:
+        try:
+            credential = self.retrying(lambda: self.vault.get_credential(credential_id))
+        except TransientFailure as exc:
+            return RotationResult(credential_id, "deferred", None, None, str(exc))
+        latest = credential.latest
+        previous = latest.version if latest else None
+        if latest is None or latest.is_placeholder or not latest.enabled:
+            return RotationResult(credential_id, "needs-consent", None, previous,
+                                  "Not consented yet: an admin must consent first.")
+        if expected_version is not None and latest.version != expected_version:
+            return RotationResult(credential_id, "skipped", None, previous,
+                                  "A newer version exists already (a consent or rotation).")
+        try:
+            new, _ = self.renew(credential, latest, source=Source.ROTATION)
+        except Conflict as exc:
+            return RotationResult(credential_id, "skipped", None, previous, str(exc))
+        except (NeedsConsent, AppMisconfigured) as exc:
+            outcome = self.record_failure(credential, latest, exc)
+            return RotationResult(credential_id, outcome, None, previous, str(exc))
+        except TransientFailure as exc:
+            self._warn_if_at_risk(credential, latest, exc)
+            return RotationResult(credential_id, "deferred", None, previous,
+                                  f"{exc} Left for the next run.")
+        except BrokerError as exc:
+            log.warning("rotation of %s failed: %s", credential_id, exc)
+            return RotationResult(credential_id, "error", None, previous, str(exc))
+        return RotationResult(credential_id, "rotated", new.version, previous,
+                              "Rotated: the new token is stored and read back.")
+
+    def renew(self, credential: Credential, latest: TokenVersion, *, source: Source,
+              scopes: Sequence[str] | None = None) -> tuple[TokenVersion, Redemption]:
+        """Redeem `latest` and store the fresh token as the next version. Call with the lease.
+
+        Conflict when another version appeared meanwhile: the fresh token is then dropped (the
+        redeemed one stays valid), never written over the newer one.
+        """
+        token, _ = self.retrying(lambda: self.vault.read_token(credential.id, latest.version))
+        redemption = self.retrying(lambda: self.identity.redeem(credential, token, scopes))
+        if self.after_redeem is not None:
+            self.after_redeem(credential.id)
+        current = self.retrying(lambda: self.vault.latest_version(credential.id))
+        if current.version != latest.version:
+            raise Conflict(
+                "A newer version was written while this one was being redeemed; it is kept "
+                "and the redeemed token was discarded."
+            )
+        carried = {k: latest.tags[k] for k in _CARRIED_TAGS if latest.tags.get(k)}
+        new = self.retrying(lambda: self.vault.write_token(
+            credential, redemption.refresh_token, source=source,
+            obtained_at=datetime.now(UTC), consented_by=latest.consented_by,
+            mfa=latest.mfa, roles=latest.roles, extra_tags=carried,
+        ))
+        log.info("stored version %s of %s (%s)", new.version, credential.id, source.value)
+        return new, redemption
+
+    def retrying(self, step):
+        """Run one step, retrying TransientFailure per the policy; the last failure propagates."""
+        for attempt in range(self.retry.tries):
+            try:
+                return step()
+            except TransientFailure as exc:
+                if attempt + 1 >= self.retry.tries:
+                    raise
+                delay = self.retry.delay(attempt, exc.retry_after)
+                if delay > self.retry.max_wait:
+                    raise
+                log.info("transient failure (%s); retrying in %.2f s", exc, delay)
+                self.sleep(delay)
+        raise AssertionError("unreachable")
+
+    # failures that need a human
+
+    def record_failure(self, credential: Credential, latest: TokenVersion,
+                       exc: NeedsConsent | AppMisconfigured) -> Outcome:
+        """Tag the latest version and tell someone; the stored token itself is kept."""
+        needs_consent = isinstance(exc, NeedsConsent)
+        status = Status.NEEDS_CONSENT if needs_consent else Status.ERROR
+        invite_url = None
+        try:
+            self.retrying(lambda: self.vault.update_tags(
+                credential.id, latest.version, status=status.value))
+            if needs_consent:
+                invite_url = self.invites.create(credential.id).url
+        except BrokerError as failure:
+            log.warning("could not record %s on %s: %s", status.value, credential.id, failure)
+        self._notify(
+            "needs-consent" if needs_consent else "error", credential.id, str(exc),
+            exc.hint, invite_url,
+        )
+        return "needs-consent" if needs_consent else "error"
+
+    def _warn_if_at_risk(self, credential: Credential, latest: TokenVersion,
+                         exc: TransientFailure) -> None:
+        expires = latest.expires_on
+        if expires is not None and expires - datetime.now(UTC) <= timedelta(
+                days=self.settings.warn_days):
+            self._notify("rotation-failed", credential.id,
+                         f"Rotation was deferred and the token expires on {expires:%Y-%m-%d}: "
+                         f"{exc}", "check that Key Vault and Entra ID are reachable", None)
+
+    # many credentials
+
+    def rotate_many(self, work: Iterable[tuple[str, str | None]], *,
+                    progress: Callable[[RotationResult], None] | None = None) -> RotationSummary:
+        """Rotate (credential id, expected version) pairs concurrently, paced below Key Vault's
+        create limit; results come back in the order given."""
+        work = list(work)
+
+        def one(item: tuple[str, str | None]) -> RotationResult:
+            credential_id, expected = item
+            self.bucket.take()
+            try:
+                result = self.rotate(credential_id, expected_version=expected)
+            except CredentialNotFound as exc:
+                result = RotationResult(credential_id, "error", None, None, str(exc))
+            except BrokerError as exc:
+                result = RotationResult(credential_id, "error", None, None, str(exc))
+            if progress is not None:
+                progress(result)
+            return result
+
+        if not work:
+            return RotationSummary.of([])
+        workers = max(1, min(self.settings.rotate_concurrency, len(work)))
+        with ThreadPoolExecutor(workers, thread_name_prefix="rotate") as pool:
+            results = list(pool.map(one, work))
+        return RotationSummary.of(results)

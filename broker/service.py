@@ -1,0 +1,226 @@
+"""The `Broker` facade: the one entry point the consent site, the Functions and the CLI use.
+
+It wires the vault, the leases, Entra (through MSAL) and the notifier together, and holds the
+credential life cycle rules that span them: registering writes a disabled placeholder, editing
+the app or tenant asks for consent again (old token versions are disabled, never deleted), and
+every write of a token version happens under the credential's lease.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import UTC, date, datetime, time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from broker.consent import Consent, ConsentResult, ConsentStart
+from broker.credentials import Credential, CredentialSpec, Status, TokenVersion
+from broker.errors import CredentialNotFound, InvalidInput
+from broker.identity import Identity
+from broker.invites import Invite, Invites
+from broker.logs import get_logger
+from broker.rotation import DueItem, RetryPolicy, RotationResult, RotationSummary, Rotator
+from broker.validation import ValidationReport, Validator
+
+if TYPE_CHECKING:
+    from broker import importer
+    from broker.settings import Settings
+
+log = get_logger(__name__)
+
+EDIT_LEASE_WAIT = 30.0  # an edit waits this long for a rotation of the same credential
+
+
+class Broker:
+    """Everything an adapter may do with credentials; see /work/plan/API.md."""
+
+    def __init__(self, settings: Settings | None = None, *, vault=None, leases=None,
+                 notifier=None, identity=None, retry: RetryPolicy | None = None) -> None:
+        if settings is None:
+            from broker.settings import load_settings
+
+            settings = load_settings()
+        if vault is None:
+            from broker.vault import Vault
+
+            vault = Vault(settings)
+        if leases is None:
+            from broker.locks import leases_from_settings
+
+            leases = leases_from_settings(settings)
+        if notifier is None:
+            from broker.notify import Notifier
+
+            notifier = Notifier(settings)
+        self.settings = settings
+        self.vault = vault
+        self.leases = leases
+        self.notifier = notifier
+        self.identity = identity or Identity(settings, vault)
+        self.invites = Invites(settings, vault)
+        self.rotator = Rotator(settings, vault, leases, self.identity, notify=self._notify,
+                               invites=self.invites, retry=retry)
+        self.consent = Consent(settings, vault, leases, self.identity, self.invites)
+        self.validator = Validator(settings, vault, leases, self.rotator)
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def list_credentials(self, environment: str | None = None) -> list[Credential]:
+        """One listing of the vault (no values read), optionally one environment only."""
+        found = self.vault.list_credentials()
+        if environment is not None:
+            found = [c for c in found if c.environment == environment]
+        return found
+
+    def get_credential(self, credential_id: str) -> Credential:
+        return self.vault.get_credential(credential_id)
+
+    def versions(self, credential_id: str) -> list[TokenVersion]:
+        return self.vault.versions(credential_id)
+
+    def status_counts(self) -> dict[str, int]:
+        """Credentials per status (dates applied), every status present; no values read."""
+        now = datetime.now(UTC)
+        counts = {status.value: 0 for status in Status}
+        for credential in self.vault.list_credentials():
+            counts[credential.status(now, self.settings.warn_days).value] += 1
+        return counts
+
+    # -- registering -----------------------------------------------------------------------------
+
+    def add_credential(self, spec: CredentialSpec) -> Credential:
+        """Register a credential: its client secret (own app) and a pending-consent placeholder."""
+        now = datetime.now(UTC)
+        spec = spec.validated(now=now)
+        if self._exists(spec.id):
+            raise InvalidInput(errors={"id": f"A credential with id {spec.id!r} exists already."})
+        with self.leases.hold(spec.id, wait=EDIT_LEASE_WAIT):
+            if spec.client_id:
+                self.vault.write_client_secret(spec.id, spec.client_secret,
+                                               _end_of_day(spec.secret_expires_on))
+            self.vault.create_placeholder(spec, now=now)
+        log.info("credential %s registered (pending consent)", spec.id)
+        return self.vault.get_credential(spec.id)
+
+    def edit_credential(self, credential_id: str, spec: CredentialSpec) -> Credential:
+        """Change a credential's fields. A new app or tenant invalidates the consent: every
+        token version is disabled (kept for the record, never deleted) and a new placeholder
+        makes the credential pending-consent again."""
+        existing = self.vault.get_credential(credential_id)
+        now = datetime.now(UTC)
+        spec = spec.validated(now=now, existing=existing)
+        app_changed = (spec.tenant_id != existing.tenant_id
+                       or (spec.client_id or None) != (existing.client_id or None))
+        with self.leases.hold(credential_id, wait=EDIT_LEASE_WAIT):
+            existing = self.vault.get_credential(credential_id)
+            if spec.client_id and spec.client_secret:
+                self.vault.write_client_secret(credential_id, spec.client_secret,
+                                               _end_of_day(spec.secret_expires_on))
+            if app_changed:
+                for version in self.vault.versions(credential_id):
+                    if version.enabled:
+                        self.vault.set_enabled(credential_id, version.version, False)
+                self.vault.create_placeholder(spec, now=now)
+                log.info("credential %s changed app or tenant: consent needed again",
+                         credential_id)
+            else:
+                latest = existing.latest
+                changes = {k: getattr(spec, k) for k in ("environment", "product", "marketplace")
+                           if getattr(spec, k) != getattr(existing, k)}
+                if spec.client_secret and latest.status is Status.ERROR:
+                    # the usual cause of an app error is fixed; the next rotation re-checks
+                    changes["status"] = Status.ACTIVE.value
+                if changes:
+                    self.vault.update_tags(credential_id, latest.version, **changes)
+        return self.vault.get_credential(credential_id)
+
+    def remove_credential(self, credential_id: str) -> None:
+        """Soft-delete the credential's secrets (recoverable for the vault's retention period)."""
+        self.vault.get_credential(credential_id)
+        with self.leases.hold(credential_id, wait=EDIT_LEASE_WAIT):
+            self.vault.delete_credential(credential_id)
+
+    def _exists(self, credential_id: str) -> bool:
+        try:
+            self.vault.versions(credential_id)
+        except CredentialNotFound:
+            return False
+        return True
+
+    # -- consent ---------------------------------------------------------------------------------
+
+    def begin_consent(self, credential_id: str, redirect_uri: str, *,
+                      prompt_consent: bool = False, scopes: Sequence[str] | None = None,
+                      invite_token: str | None = None) -> ConsentStart:
+        return self.consent.begin(credential_id, redirect_uri, prompt_consent=prompt_consent,
+                                  scopes=scopes, invite_token=invite_token)
+
+    def finish_consent(self, flow: dict, params: Mapping[str, str]) -> ConsentResult:
+        return self.consent.finish(flow, params)
+
+    def create_invite(self, credential_id: str, ttl_hours: float | None = None) -> Invite:
+        return self.invites.create(credential_id, ttl_hours)
+
+    def open_invite(self, token: str) -> Credential:
+        return self.invites.open(token)
+
+    # -- rotation --------------------------------------------------------------------------------
+
+    def rotate(self, credential_id: str, *, expected_version: str | None = None,
+               wait: float = 0.0) -> RotationResult:
+        return self.rotator.rotate(credential_id, expected_version=expected_version, wait=wait)
+
+    def due(self, now: datetime | None = None) -> list[DueItem]:
+        return self.rotator.due(now)
+
+    def rotate_due(self, now: datetime | None = None, *,
+                   progress: Callable[[RotationResult], None] | None = None) -> RotationSummary:
+        """Rotate tonight's share now (the delays of `due` are for the queue, not for this)."""
+        items = self.rotator.due(now)
+        return self.rotator.rotate_many(((i.credential_id, i.version) for i in items),
+                                        progress=progress)
+
+    def rotate_many(self, credential_ids: Iterable[str], *,
+                    progress: Callable[[RotationResult], None] | None = None) -> RotationSummary:
+        return self.rotator.rotate_many(((cid, None) for cid in credential_ids),
+                                        progress=progress)
+
+    def mark_error(self, credential_id: str, message: str) -> None:
+        """Flag a credential as in error (for example a poisoned rotation message) and notify."""
+        latest = self.vault.latest_version(credential_id)
+        self.vault.update_tags(credential_id, latest.version, status=Status.ERROR.value)
+        self._notify("error", credential_id, message,
+                     "look at the broker's log for this credential, fix the cause, then run "
+                     f"`broker rotate {credential_id}`", None)
+
+    # -- validation and import ---------------------------------------------------------------
+
+    def validate(self, credential_id: str) -> ValidationReport:
+        return self.validator.validate(credential_id)
+
+    def import_file(self, path: Path) -> importer.ImportReport:
+        from broker.importer import import_file
+
+        return import_file(self, Path(path))
+
+    # -- notifications ---------------------------------------------------------------------------
+
+    def _notify(self, kind: str, credential_id: str, message: str, action: str,
+                invite_url: str | None) -> None:
+        """Tell a human; a notifier that fails must never fail the operation that called it."""
+        from broker.notify import Event
+
+        try:
+            self.notifier.notify(Event(kind=kind, credential_id=credential_id, message=message,
+                                       action=action, invite_url=invite_url))
+        except Exception as exc:  # notifications are best effort by contract
+            log.warning("notification %s for %s failed: %s", kind, credential_id,
+                        type(exc).__name__)
+
+
+def _end_of_day(value: date | None) -> datetime:
+    if value is None:
+        raise InvalidInput(errors={"secret_expires_on": "Enter the date the client secret "
+                                                        "expires."})
+    return datetime.combine(value, time(23, 59, 59), tzinfo=UTC)
+
