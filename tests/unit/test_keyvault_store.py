@@ -120,7 +120,8 @@ def test_backup_round_trip_and_conflicts(store):
     assert store.restore(backup.unseal(blob)).value == "two"
 
 
-@pytest.mark.parametrize("blob", ["", "AAAA", backup.seal([])[:-2] + "xx"])
+@pytest.mark.parametrize("blob", ["", "AAAA", backup.seal([])[:-2] + "xx"],
+                         ids=["empty", "not-a-blob", "tampered"])
 def test_broken_blobs_are_bad_parameters(blob):
     with pytest.raises(VaultError) as info:
         backup.unseal(blob)
