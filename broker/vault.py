@@ -349,7 +349,8 @@ class Vault:
         with vault_errors(credential_id):
             written = self.client.set_secret(
                 name, secret, content_type=CS_CONTENT_TYPE, expires_on=_aware(expires_on),
-                tags={"credential": credential_id})
+                tags={"credential": credential_id,
+                      "written_at": format_instant(datetime.now(UTC))})
             self._read_back(name, written.properties.version, secret, credential_id)
 
     def read_client_secret(self, credential_id: str) -> str:
@@ -386,9 +387,12 @@ class Vault:
                     CS_PREFIX + credential_id))
             except az.ResourceNotFoundError:
                 return None
-        floor = datetime.min.replace(tzinfo=UTC)
+        # `written_at` orders versions written within one second (`created` has whole seconds)
         found = [p for p in found if p.enabled]
-        return max(found, key=lambda p: p.created_on or floor).expires_on if found else None
+        newest = max(found, key=lambda p: ((p.tags or {}).get("written_at", ""),
+                                           p.created_on or datetime.min.replace(tzinfo=UTC)),
+                     default=None)
+        return None if newest is None else newest.expires_on
 
     def _read_back(self, name: str, version: str, value: str, credential_id: str) -> None:
         stored = self.client.get_secret(name, version).value or ""
