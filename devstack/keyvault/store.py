@@ -75,36 +75,28 @@ class Deletion:
     scheduled_purge_date: int
 
 
-class SecretMissing(LookupError):
-    """No active secret (or no such version) by that name."""
+class Refused(Exception):
+    """Why the store refused an operation; carries the secret's name (and version)."""
 
     def __init__(self, name: str, version: str | None = None):
         super().__init__(name)
         self.name, self.version = name, version
 
 
-class DeletedMissing(LookupError):
+class SecretMissing(Refused):
+    """No active secret (or no such version) by that name."""
+
+
+class DeletedMissing(Refused):
     """No soft-deleted secret by that name."""
 
-    def __init__(self, name: str):
-        super().__init__(name)
-        self.name = name
 
-
-class NameDeleted(Exception):
+class NameDeleted(Refused):
     """The name belongs to a soft-deleted secret: recover or purge it first."""
 
-    def __init__(self, name: str):
-        super().__init__(name)
-        self.name = name
 
-
-class NameTaken(Exception):
+class NameTaken(Refused):
     """An active secret already has that name (restore refuses to overwrite it)."""
-
-    def __init__(self, name: str):
-        super().__init__(name)
-        self.name = name
 
 
 def new_version_id() -> str:
@@ -115,8 +107,9 @@ class Store:
     def __init__(self, state_dir: Path, clock: Callable[[], float]):
         self._clock = clock
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(state_dir / DB_FILE, check_same_thread=False,
-                                   isolation_level=None)
+        path = state_dir / DB_FILE
+        path.touch(mode=0o600)  # it holds secret values; WAL and SHM files inherit the mode
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON",
                        "busy_timeout=5000"):
             self._db.execute(f"PRAGMA {pragma}")
