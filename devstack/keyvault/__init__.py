@@ -11,6 +11,8 @@ What is emulated, over HTTPS with the devstack CA, on `https://localhost:<port>`
 - soft delete with a 90-day retention on the emulated clock (`Recoverable+Purgeable`): a deleted
   name answers 409 `ObjectIsDeletedButRecoverable` until recovered or purged, and is purged by
   itself once its `scheduledPurgeDate` passes;
+- `nbf`/`exp` are stored and returned but, as in Azure, not enforced on get; a disabled version
+  answers 403 `SecretDisabled`;
 - Key Vault's validation (names `^[0-9a-zA-Z-]{1,127}$`, values up to 25 KB, 15 tags of at most
   512/256 characters), error bodies and codes (`SecretNotFound`, `Forbidden`/`SecretDisabled`,
   `Conflict`, `BadParameter`, `Unauthorized`, `Throttled`);
