@@ -28,3 +28,55 @@ ARM_RESOURCE = "https://management.azure.com"
 # Directory role template ids, as they appear in the `wids` claim.
 GLOBAL_ADMINISTRATOR = "62e90394-69f5-4237-9190-012177145e10"
 PRIVILEGED_ROLE_ADMINISTRATOR = "e8611ab8-c189-46e8-94e1-60213ab1f814"
+
+# --- Entra ID emulator: the seeded directory (devstack/entra) ---------------------------------
+
+# Microsoft's first-party resource app ids (the same in every tenant).
+GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
+ARM_APP_ID = "797f4846-ba00-4fd7-ba43-dac1f8f63013"
+VAULT_APP_ID = "cfa8b339-82a2-471a-a3c9-0fc0be7a4093"
+# delegated scopes as a client asks for them
+PARTNER_CENTER_SCOPE = PARTNER_CENTER_RESOURCE + "/user_impersonation"
+PARTNER_CENTER_DEFAULT_SCOPE = PARTNER_CENTER_RESOURCE + "/.default"
+GRAPH_USER_READ_SCOPE = GRAPH_RESOURCE + "/User.Read"
+ARM_SCOPE = ARM_RESOURCE + "/user_impersonation"
+# the `wids` entry every member user carries (the built-in "User" role template)
+MEMBER_USER_ROLE = "b79fbf4d-3ef9-4689-8143-76b194e85509"
+
+# Partner tenant contoso: the Partner Center "AdminAgents" security group and its users.
+PARTNER_TENANT_NAME = "Contoso Ltd"
+ADMIN_AGENTS_GROUP_ID = "0c1d2e3f-4a5b-4c6d-8e7f-9a0b1c2d3e4f"
+PARTNER_ADMIN_UPN = "admin@contoso.example"  # Global Administrator + Admin Agent, MFA registered
+PARTNER_ADMIN_OBJECT_ID = "a1b2c3d4-0001-4a00-8000-000000000001"
+PARTNER_AGENT_UPN = "agent@contoso.example"  # Admin Agent, no directory role, MFA registered
+PARTNER_AGENT_OBJECT_ID = "a1b2c3d4-0002-4a00-8000-000000000002"
+PARTNER_NOMFA_UPN = "nomfa@contoso.example"  # Global Administrator + Admin Agent, no MFA method
+PARTNER_NOMFA_OBJECT_ID = "a1b2c3d4-0003-4a00-8000-000000000003"
+PARTNER_USER_UPN = "user@contoso.example"  # no roles, not an Admin Agent, MFA registered
+PARTNER_USER_OBJECT_ID = "a1b2c3d4-0004-4a00-8000-000000000004"
+
+# The partner's own app registration in contoso (own-app mode): single-tenant, two secrets.
+PARTNER_APP_ID = "5e6f7a8b-9c0d-4e1f-a2b3-c4d5e6f7a8b9"
+PARTNER_APP_NAME = "Contoso Partner Center Integration"
+PARTNER_APP_SECRET = "pc18Q~devstackPartnerAppSecret.valid2099"
+PARTNER_APP_SECRET_EXPIRES = "2099-12-31T23:59:59Z"
+PARTNER_APP_EXPIRED_SECRET = "pc28Q~devstackPartnerAppSecret.expired24"
+PARTNER_APP_EXPIRED_SECRET_EXPIRES = "2024-06-30T00:00:00Z"
+
+# The vendor tenant fabrikam: the broker's operators sign in to the consent site here.
+CPV_TENANT_NAME = "Fabrikam CPV"
+OPERATOR_UPN = "operator@fabrikam.example"
+OPERATOR_OBJECT_ID = "f1e2d3c4-0001-4b00-9000-000000000001"
+OPERATOR_GROUP_ID = "7b8c9d0e-1f2a-4b3c-9d4e-5f6a7b8c9d0e"  # "BrokerOperators"
+OPERATOR_GROUP_NAME = "BrokerOperators"
+OPERATOR_APP_ID = "3c4d5e6f-7a8b-4c9d-8e0f-1a2b3c4d5e6f"
+OPERATOR_APP_NAME = "Fabrikam Token Broker Operators"
+OPERATOR_APP_SECRET = "op18Q~devstackOperatorAppSecret.valid209"
+
+# Redirect URIs registered on the apps; loopback ones match any port, as in Entra.
+CONSENT_REDIRECT_URIS = (
+    "http://localhost/consent/callback",
+    "http://127.0.0.1/consent/callback",
+    "https://localhost/consent/callback",
+)
+OPERATOR_REDIRECT_URIS = ("http://localhost/auth/callback", "http://127.0.0.1/auth/callback")

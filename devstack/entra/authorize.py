@@ -1,0 +1,464 @@
+"""`/{tenant}/oauth2/v2.0/authorize` and the sign-in, MFA and consent pages behind it.
+
+Errors that make the redirect URI untrustworthy (unknown tenant or app, a redirect URI that is
+not registered) are shown as a page; every later error goes back to the client as
+`error`/`error_description`/`error_uri`/`state`, in the response mode it asked for.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+import time
+from dataclasses import dataclass
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+from flask import Flask, g, make_response, redirect, render_template, request
+
+from .core import Entra, Pending, TenantPath, client_info_for, not_admin_agent
+from .directory import App
+from .errors import CATALOG, EntraError, malformed, missing
+from .scopes import ScopeSet, parse
+
+MAX_QUERY = 16 * 1024
+MAX_PARAM = 4096
+PROMPTS = frozenset({"login", "none", "consent", "select_account", "admin_consent"})
+RESPONSE_MODES = ("query", "fragment", "form_post")
+OTP_DIGITS = 6
+MAX_OTP_FAILURES = 5
+
+
+@dataclass(frozen=True)
+class AuthRequest:
+    path: TenantPath
+    app: App
+    redirect_uri: str
+    response_mode: str
+    state: str | None
+    nonce: str | None
+    scopes: ScopeSet
+    code_challenge: str | None
+    prompts: frozenset[str]
+    login_hint: str | None
+    domain_hint: str | None
+    client_info: bool
+    max_age: int | None
+    require_mfa: bool
+
+    @property
+    def needs_mfa(self) -> bool:
+        return self.require_mfa or any(r.resource.requires_mfa for r in self.scopes.resources)
+
+    def wanted(self) -> set[tuple[str, str]]:
+        return {(r.resource.uri, p) for r in self.scopes.resources for p in r.permissions}
+
+
+class PageError(Exception):
+    """An error shown to the person at the browser, never redirected."""
+
+    def __init__(self, error: EntraError, app: App | None = None):
+        super().__init__(str(error))
+        self.error, self.app = error, app
+
+
+def register(app: Flask, entra: Entra):
+    """Add the authorize endpoint and its pages; returns the error-page renderer."""
+    cookie = "ESTSAUTH"
+
+    def session_cookie_name() -> str:
+        port = urlsplit(entra.authority).port or 0
+        return f"{cookie}_{port}"
+
+    @app.after_request
+    def set_session_cookie(response):
+        sid = g.get("set_sid")
+        if sid:
+            response.set_cookie(session_cookie_name(), sid, secure=True, httponly=True,
+                                samesite="Lax", path="/")
+        return response
+
+    def browser_session():
+        session = entra.sessions.get(request.cookies.get(session_cookie_name()))
+        if session is None:
+            session = entra.sessions.new()
+            g.set_sid = session.sid
+        return session
+
+    @app.errorhandler(PageError)
+    def page_error(exc: PageError):
+        return error_page(exc.error, exc.app)
+
+    def error_page(error: EntraError, client: App | None = None, status: int = 400):
+        now = entra.now()
+        html = render_template(
+            "entra/error.html", error=error, app=client, timestamp=error.timestamp(now),
+            description=error.description(now), error_uri=error.error_uri(entra.authority))
+        return html, status
+
+    @app.route("/<tenant>/oauth2/v2.0/authorize", methods=["GET", "POST"])
+    def authorize(tenant: str):
+        if len(request.query_string) > MAX_QUERY:
+            raise PageError(EntraError(90015, "invalid_request", "The query string is too long."))
+        params = request.args if request.method == "GET" else request.form
+        auth = _parse(entra, tenant, params)
+        if isinstance(auth, tuple):  # (redirect target, error)
+            return respond(*auth)
+        pending = Pending(secrets.token_urlsafe(32), browser_session().sid, auth)
+        session = entra.sessions.get(pending.sid)
+        pending.force_login = bool(
+            "login" in auth.prompts
+            or (auth.login_hint and session and session.user
+                and session.user.upn != auth.login_hint.lower())
+            or (auth.max_age is not None and session and session.user
+                and time.time() - session.auth_time_real > auth.max_age))
+        pending.choose_account = "select_account" in auth.prompts
+        entra.sessions.add_pending(pending)
+        return advance(pending)
+
+    def advance(p: Pending):
+        """Show the next page this request needs, or answer the client."""
+        auth: AuthRequest = p.request
+        session = entra.sessions.get(p.sid)
+        if p.user is None and session and session.user and not p.force_login:
+            if p.choose_account and "none" not in auth.prompts:
+                return page(p, "entra/select_account.html", account=session.user)
+            p.user, p.mfa = session.user, session.mfa
+            p.auth_time, p.auth_time_real = session.auth_time, session.auth_time_real
+        if p.user is None:
+            if "none" in auth.prompts:
+                return fail(p, EntraError(50058, "login_required",
+                                          "A silent sign-in request was sent but no user is "
+                                          "signed in."))
+            return page(p, "entra/login.html", username=auth.login_hint or "")
+        user = p.user
+        if auth.needs_mfa and not p.mfa and user.mfa_registered:
+            if "none" in auth.prompts:
+                return fail(p, mfa_required(auth))
+            if not p.otp:
+                p.otp = f"{secrets.randbelow(10 ** OTP_DIGITS):0{OTP_DIGITS}d}"
+            return page(p, "entra/mfa.html")
+        for wanted in auth.scopes.resources:
+            if wanted.resource.requires_admin_agent and not entra.directory.is_admin_agent(user):
+                return fail(p, EntraError(50105, "access_denied",
+                                          not_admin_agent(user, wanted.resource)))
+        tenant_id = user.tenant_id
+        missing_consent = auth.wanted() - entra.granted(tenant_id, auth.app, user)
+        forced = bool({"consent", "admin_consent"} & auth.prompts)
+        if (missing_consent or forced) and not p.consented:
+            if "none" in auth.prompts:
+                return fail(p, EntraError(
+                    65001, "consent_required",
+                    "The user or administrator has not consented to use the application with "
+                    f"ID '{auth.app.app_id}' named '{auth.app.name}'. Send an interactive "
+                    "authorization request for this user and resource."))
+            return consent_page(p)
+        return succeed(p)
+
+    def mfa_required(auth: AuthRequest) -> EntraError:
+        resource = next((r.resource for r in auth.scopes.resources if r.resource.requires_mfa),
+                        None)
+        target = resource.app_id if resource else auth.app.app_id
+        return EntraError(50076, "interaction_required",
+                          "Due to a configuration change made by your administrator, or because "
+                          "you moved to a new location, you must use multi-factor "
+                          f"authentication to access '{target}'.")
+
+    def succeed(p: Pending):
+        auth: AuthRequest = p.request
+        user = p.user
+        session = entra.sessions.get(p.sid)
+        payload = {
+            "client_id": auth.app.app_id,
+            "redirect_uri": auth.redirect_uri,
+            "tenant_id": user.tenant_id,
+            "path_tenant": auth.path.key,
+            "user_oid": user.object_id,
+            "scopes": sorted(f"{r} {p_}" for r, p_ in auth.wanted()),
+            "default_resources": sorted(r.resource.uri for r in auth.scopes.resources
+                                        if r.default),
+            "oidc": sorted(auth.scopes.oidc),
+            "nonce": auth.nonce,
+            "code_challenge": auth.code_challenge,
+            "mfa": p.mfa,
+            "auth_time": p.auth_time,
+            "auth_time_real": p.auth_time_real,
+        }
+        params = {"code": entra.new_code(payload)}
+        if auth.state is not None:
+            params["state"] = auth.state
+        if auth.client_info:
+            params["client_info"] = client_info_for(user)
+        params["session_state"] = session.session_state if session else ""
+        entra.sessions.finish(p.ctx_id)
+        return respond(auth, params)
+
+    def fail(p: Pending, error: EntraError):
+        entra.sessions.finish(p.ctx_id)
+        return respond(p.request, error.as_params(entra.now(), entra.authority)
+                       | ({"state": p.request.state} if p.request.state is not None else {}))
+
+    def respond(auth: AuthRequest | tuple, params: dict[str, str]):
+        if isinstance(auth, AuthRequest):
+            uri, mode = auth.redirect_uri, auth.response_mode
+        else:
+            uri, mode = auth
+        parts = urlsplit(uri)
+        path = parts.path or "/"
+        g.form_action = f"{parts.scheme}://{parts.netloc}"
+        if mode == "form_post":
+            html = render_template("entra/form_post.html", action=uri, params=params)
+            return make_response(html, 200)
+        if mode == "fragment":
+            target = urlunsplit((parts.scheme, parts.netloc, path, parts.query,
+                                 urlencode(params)))
+        else:
+            query = f"{parts.query}&{urlencode(params)}" if parts.query else urlencode(params)
+            target = urlunsplit((parts.scheme, parts.netloc, path, query, ""))
+        response = redirect(target, 302)
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+    def page(p: Pending, template: str, status: int = 200, **extra):
+        auth: AuthRequest = p.request
+        p.flow_token = secrets.token_urlsafe(24)
+        g.form_action = _origin(auth.redirect_uri)
+        html = render_template(
+            template, p=p, auth=auth, app=auth.app, tenant=auth.path, ctx_id=p.ctx_id,
+            flow_token=p.flow_token, domain_hint=auth.domain_hint, **extra)
+        return html, status
+
+    def consent_page(p: Pending, error: str | None = None):
+        auth: AuthRequest = p.request
+        publisher = entra.directory.tenants[auth.app.tenant_id]
+        groups = [(r.resource, [r.resource.delegated[n] for n in sorted(r.permissions)])
+                  for r in auth.scopes.resources]
+        return page(p, "entra/consent.html", publisher=publisher, groups=groups,
+                    error=error, user=p.user)
+
+    def pending_from_form() -> Pending:
+        ctx_id = request.form.get("ctx", "")
+        p = entra.sessions.pending(ctx_id) if ctx_id else None
+        sid = request.cookies.get(session_cookie_name(), "")
+        if (p is None or not hmac.compare_digest(p.sid, sid)
+                or not hmac.compare_digest(p.flow_token,
+                                           request.form.get("flowToken", ""))):
+            raise PageError(EntraError(
+                50089, "invalid_request",
+                "Authentication failed due to flow token expired. Go back to the application "
+                "and sign in again."))
+        return p
+
+    @app.post("/<tenant>/login")
+    def login(tenant: str):
+        del tenant
+        p = pending_from_form()
+        auth: AuthRequest = p.request
+        username = request.form.get("username", "").strip()[:256]
+        password = request.form.get("password", "")[:256]
+        user = entra.directory.user(username) if username else None
+        if user is None or (auth.path.tenant and user.tenant_id != auth.path.tenant.id):
+            message = ("We couldn't find an account with that username. Try another, or get a "
+                       "new account." if user is None else
+                       f"This account doesn't exist in the '{auth.path.display}' directory. "
+                       "To sign in to this application, the account must be added to the "
+                       "directory.")
+            return page(p, "entra/login.html", status=200, username=username, error=message)
+        if not hmac.compare_digest(user.password.encode(), password.encode("utf-8", "replace")):
+            return page(p, "entra/login.html", username=username,
+                        error="Your account or password is incorrect. If you don't remember "
+                              "your password, reset it now.")
+        # a fresh session id on every sign-in (no session fixation)
+        old = entra.sessions.get(p.sid)
+        session = entra.sessions.new()
+        if old:
+            entra.sessions.drop(old.sid)
+        session.user, session.mfa = user, False
+        session.auth_time, session.auth_time_real = entra.now(), time.time()
+        g.set_sid = session.sid
+        p.sid, p.user, p.mfa = session.sid, user, False
+        p.auth_time, p.auth_time_real = session.auth_time, session.auth_time_real
+        p.force_login = p.choose_account = False
+        return advance(p)
+
+    @app.post("/<tenant>/select_account")
+    def select_account(tenant: str):
+        del tenant
+        p = pending_from_form()
+        session = entra.sessions.get(p.sid)
+        choice = request.form.get("account", "")
+        p.choose_account = False
+        if not (session and session.user and choice == session.user.upn):
+            p.force_login = True
+        return advance(p)
+
+    @app.post("/<tenant>/SAS/ProcessAuth")
+    def process_auth(tenant: str):
+        del tenant
+        p = pending_from_form()
+        code = request.form.get("otp", "").strip()[:32]
+        if not (p.otp and hmac.compare_digest(p.otp, code)):
+            p.otp_failures += 1
+            if p.otp_failures >= MAX_OTP_FAILURES:
+                return fail(p, EntraError(50074, "access_denied",
+                                          "Strong Authentication is required and the user did "
+                                          "not pass the MFA challenge."))
+            return page(p, "entra/mfa.html",
+                        error="You didn't enter the expected verification code. Please try "
+                              "again.")
+        p.mfa, p.otp = True, ""
+        session = entra.sessions.get(p.sid)
+        if session and session.user == p.user:
+            session.mfa = True
+        return advance(p)
+
+    @app.post("/<tenant>/Consent/Set")
+    def consent(tenant: str):
+        del tenant
+        p = pending_from_form()
+        auth: AuthRequest = p.request
+        if "accept" not in request.form:
+            return fail(p, EntraError(65004, "access_denied",
+                                      "User declined to consent to access the app."))
+        user = p.user
+        if user is None:
+            raise PageError(malformed("No user is signed in."), auth.app)
+        on_behalf = request.form.get("consent_on_behalf") in ("on", "true", "1")
+        admin_only = any(r.resource.delegated[n].admin_only
+                         for r in auth.scopes.resources for n in r.permissions)
+        if (on_behalf or admin_only) and not user.is_admin:
+            return fail(p, EntraError(
+                90094, "access_denied",
+                f"Admin consent is required. {auth.app.name} needs permission to access "
+                "resources in your organization that only an admin can grant. Please ask an "
+                "admin to grant permission to this app before you can use it."))
+        entra.grant(user.tenant_id, auth.app, user, auth.wanted(), tenant_wide=on_behalf)
+        p.consented = True
+        return advance(p)
+
+    @app.get("/<tenant>/oauth2/v2.0/logout")
+    def logout(tenant: str):
+        del tenant
+        sid = request.cookies.get(session_cookie_name())
+        if sid:
+            entra.sessions.drop(sid)
+        target = request.args.get("post_logout_redirect_uri", "")
+        client = entra.directory.app(request.args.get("client_id", "")[:64])
+        response = make_response(render_template("entra/signed_out.html"))
+        if target and any(a.matches_redirect(target)
+                          for a in ([client] if client else entra.directory.apps.values())):
+            response = redirect(target, 302)
+        response.delete_cookie(session_cookie_name(), path="/")
+        return response
+
+    @app.get("/error")
+    def error_lookup():
+        raw = request.args.get("code", "")
+        code = int(raw) if raw.isdigit() and len(raw) < 10 else None
+        return render_template("entra/lookup.html", code=code, text=CATALOG.get(code or -1))
+
+    return error_page
+
+
+def _origin(uri: str) -> str:
+    parts = urlsplit(uri)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _parse(entra: Entra, tenant: str, params) -> AuthRequest | tuple:
+    """Validate an authorization request; PageError before the redirect URI is trusted, then
+    ((redirect_uri, response_mode), error params) for errors the client should receive."""
+    try:
+        path = entra.tenant_path(tenant)
+    except EntraError as exc:
+        raise PageError(exc) from exc
+
+    def get(name: str) -> str | None:
+        value = params.get(name)
+        if value is not None and len(value) > MAX_PARAM:
+            raise PageError(malformed(f"The '{name}' parameter is too long."))
+        return value
+
+    client_id = get("client_id")
+    if not client_id:
+        raise PageError(missing("client_id"))
+    try:
+        client = entra.client(client_id, path)
+    except EntraError as exc:
+        raise PageError(exc) from exc
+    redirect_uri = get("redirect_uri")
+    if not redirect_uri:
+        raise PageError(EntraError(900971, "invalid_request", "No reply address provided."),
+                        client)
+    if not client.matches_redirect(redirect_uri):
+        raise PageError(EntraError(
+            50011, "invalid_request",
+            f"The redirect URI '{redirect_uri}' specified in the request does not match the "
+            f"redirect URIs configured for the application '{client.app_id}'. Make sure the "
+            "redirect URI sent in the request matches one added to your application in the "
+            "Azure portal. Navigate to https://aka.ms/redirectUriMismatchError to learn more "
+            "about how to fix this."), client)
+    response_mode = get("response_mode") or "query"
+    state = get("state")
+    target = (redirect_uri, response_mode if response_mode in RESPONSE_MODES else "query")
+    try:
+        if response_mode not in RESPONSE_MODES:
+            raise EntraError(70007, "invalid_request",
+                             f"The response_mode '{response_mode}' is not supported.")
+        return _validate(entra, path, client, redirect_uri, response_mode, state, get)
+    except PageError:
+        raise
+    except EntraError as exc:
+        error = exc.as_params(entra.now(), entra.authority)
+        return target, error | ({"state": state} if state is not None else {})
+
+
+def _validate(entra: Entra, path: TenantPath, client: App, redirect_uri: str,
+              response_mode: str, state: str | None, get) -> AuthRequest:
+    response_type = get("response_type")
+    if not response_type:
+        raise missing("response_type")
+    if response_type != "code":
+        raise EntraError(70005, "unsupported_response_type",
+                         f"The response_type '{response_type[:50]}' is not supported for this "
+                         "application; use 'code'.")
+    scope = get("scope")
+    if not scope or not scope.strip():
+        raise missing("scope")
+    scopes = parse(entra.directory, scope, path.display)
+    scopes = ScopeSet(scopes.oidc, tuple(r.expand(client) for r in scopes.resources))
+    if not scopes.resources and "openid" not in scopes.oidc:
+        raise EntraError(70011, "invalid_scope",
+                         "The provided value for the input parameter 'scope' is not valid. "
+                         "Request at least 'openid' or a resource's scope.")
+    challenge, method = get("code_challenge"), get("code_challenge_method")
+    if method and not challenge:
+        raise missing("code_challenge")
+    if challenge:
+        if (method or "plain") != "S256":
+            raise malformed(f"The code_challenge_method '{method or 'plain'}' is not supported "
+                            "by this authority; use 'S256'.")
+        if len(challenge) != 43 or not _is_base64url(challenge):
+            raise EntraError(501491, "invalid_request", "Invalid size of Code_Challenge "
+                             "parameter.")
+    prompts = frozenset((get("prompt") or "").split())
+    if prompts - PROMPTS or ("none" in prompts and len(prompts) > 1):
+        raise EntraError(90023, "invalid_request",
+                         f"Invalid prompt value '{' '.join(sorted(prompts))[:50]}'.")
+    max_age = get("max_age")
+    if max_age is not None and not (max_age.isdigit() and len(max_age) < 10):
+        raise EntraError(90100, "invalid_request", "The 'max_age' parameter is not valid.")
+    login_hint = (get("login_hint") or "").strip().lower()[:256] or None
+    return AuthRequest(
+        path=path, app=client, redirect_uri=redirect_uri, response_mode=response_mode,
+        state=state, nonce=get("nonce"), scopes=scopes, code_challenge=challenge,
+        prompts=prompts, login_hint=login_hint,
+        domain_hint=(get("domain_hint") or "").strip()[:256] or None,
+        client_info=get("client_info") == "1",
+        max_age=int(max_age) if max_age is not None else None,
+        require_mfa="mfa" in (get("amr_values") or "").split(),
+    )
+
+
+def _is_base64url(text: str) -> bool:
+    return all(c.isascii() and (c.isalnum() or c in "-_") for c in text)
+
