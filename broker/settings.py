@@ -197,7 +197,7 @@ class _Loader:
             rotate_concurrency=self.integer("BROKER_ROTATE_CONCURRENCY", 8, 1, 256),
             vault_creates_per_10s=self.integer("BROKER_VAULT_CREATES_PER_10S", 270, 1, 300),
             warn_days=self.integer("BROKER_WARN_DAYS", 30, 0, 365),
-            storage=self.text("AzureWebJobsStorage"),
+            storage=_expand_development_storage(self.text("AzureWebJobsStorage")),
             storage_account=self.text("AzureWebJobsStorage__accountName"),
             storage_blob_url=self.url("AzureWebJobsStorage__blobServiceUri",
                                       schemes=("http", "https")),
@@ -217,6 +217,22 @@ class _Loader:
             operator_group_id=self.text("BROKER_OPERATOR_GROUP_ID"),
             operator_role=self.text("BROKER_OPERATOR_ROLE"),
         )
+
+
+# what `UseDevelopmentStorage=true` (the Functions tools' default) means: Azurite's
+# published development account on its default ports; the storage SDKs do not expand it
+DEVELOPMENT_STORAGE = (
+    "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
+    "AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;"
+    "BlobEndpoint=http://127.0.0.1:10000/devstoreaccount1;"
+    "QueueEndpoint=http://127.0.0.1:10001/devstoreaccount1;"
+)
+
+
+def _expand_development_storage(value: str | None) -> str | None:
+    if value and value.replace(" ", "").rstrip(";").lower() == "usedevelopmentstorage=true":
+        return DEVELOPMENT_STORAGE
+    return value
 
 
 _EMAIL = re.compile(r"^[^@\s,]+@[^@\s,]+\.[^@\s,]+$")

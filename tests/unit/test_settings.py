@@ -152,3 +152,10 @@ def test_secret_key_is_required_in_azure(env):
 def test_settings_can_be_built_directly_for_tests():
     s = Settings(vault_url=VAULT)
     assert s.token_lifetime_days == 90 and s.state_dir == Path(".broker")
+
+
+def test_use_development_storage_means_azurite_defaults(env):
+    env["AzureWebJobsStorage"] = "UseDevelopmentStorage=true"
+    storage = load_settings(env, dotenv=False).storage
+    assert "AccountName=devstoreaccount1" in storage
+    assert "BlobEndpoint=http://127.0.0.1:10000/devstoreaccount1" in storage
