@@ -1,0 +1,239 @@
+"""The scheduled and queued jobs, shared by the Azure Functions triggers and the local worker.
+
+Each job takes the `Broker` facade and plain data (a message body, an event's data), so the
+same code runs under the Functions host and under `broker worker`. The rules that make the
+queue safe live here: a message names a credential and the version seen when it was enqueued,
+never a token; a duplicate or stale message is a no-op; only a transient failure raises (so the
+queue retries it); failures that need a human are recorded and notified by the broker and end
+the message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import Any
+
+from broker.credentials import Status
+from broker.errors import BrokerError, CredentialNotFound, InvalidInput, TransientFailure
+from broker.logs import bound, get_logger
+from broker.queue import (
+    MAX_DEQUEUE_COUNT,
+    POISON_QUEUE_NAME,
+    InvalidMessage,
+    RotationMessage,
+    RotationQueue,
+)
+
+log = get_logger(__name__)
+
+LEASE_WAIT_S = 15.0  # a duplicate waits out the writer holding the lease, then finds it stale
+NEAR_EXPIRY = "Microsoft.KeyVault.SecretNearExpiry"
+EXPIRED = "Microsoft.KeyVault.SecretExpired"
+EXPIRY_EVENTS = (NEAR_EXPIRY, EXPIRED)
+
+
+def enqueue_due(broker, queue: RotationQueue, now: datetime | None = None) -> list:
+    """Put one message per due credential on the queue, delayed as the broker planned (spread
+    over the night); returns the DueItems. Re-running it only adds duplicates, which are no-ops.
+    """
+    now = now or datetime.now(UTC)
+    items = broker.due(now)
+    for item in items:
+        message = RotationMessage(item.credential_id, item.version, now)
+        queue.send(message.dumps(), delay_s=item.delay_s)
+        log.info("enqueued %s (%s) to rotate in %.0f s", item.credential_id, item.reason,
+                 item.delay_s)
+    log.info("due-scan: %d credentials enqueued on %s", len(items), getattr(queue, "name", "?"))
+    return items
+
+
+def rotate_message(broker, body: str | bytes):
+    """Rotate the credential a message names, once. Returns the RotationResult, or None when
+    there was nothing to do (not our message, credential removed, already rotated since).
+
+    Raises TransientFailure when the rotation was deferred, so the queue tries again.
+    """
+    message = _parse(body)
+    if message is None:
+        return None
+    with bound(credential=message.credential_id):
+        expected = message.version
+        try:
+            if expected is None:
+                # the due-scan lists without version ids: what was current when the message
+                # was written is whatever was obtained before it
+                latest = broker.get_credential(message.credential_id).latest
+                if latest is not None and latest.obtained_at >= message.enqueued_at:
+                    log.info("rotate %s: skipped (a version newer than the message exists)",
+                             message.credential_id)
+                    return None
+                expected = latest.version if latest is not None else None
+            result = broker.rotate(message.credential_id, expected_version=expected,
+                                   wait=LEASE_WAIT_S)
+        except CredentialNotFound:
+            log.info("rotate %s: skipped (the credential was removed)", message.credential_id)
+            return None
+        log.info("rotate %s: %s (%s)", message.credential_id, result.outcome, result.message)
+        if result.outcome == "deferred":
+            raise TransientFailure(f"Rotation of {message.credential_id} was deferred: "
+                                   f"{result.message}")
+        return result
+
+
+def poison_message(broker, body: str | bytes) -> bool:
+    """A rotation message that failed every try: flag the credential `error` and notify.
+
+    Returns whether the credential was flagged. A message about a version that has since been
+    replaced (a consent, a later rotation) is only logged: the credential is fine now.
+    """
+    message = _parse(body)
+    if message is None:
+        return False
+    with bound(credential=message.credential_id):
+        try:
+            latest = broker.get_credential(message.credential_id).latest
+        except CredentialNotFound:
+            log.info("poison %s: the credential was removed; nothing to flag",
+                     message.credential_id)
+            return False
+        superseded = latest is not None and (
+            (message.version is not None and latest.version != message.version)
+            or (message.version is None and latest.obtained_at >= message.enqueued_at))
+        if superseded:
+            log.info("poison %s: a newer version exists; not flagged", message.credential_id)
+            return False
+        broker.mark_error(
+            message.credential_id,
+            f"Rotation failed {MAX_DEQUEUE_COUNT} times in a row (message enqueued "
+            f"{message.enqueued_at:%Y-%m-%d %H:%M} UTC) and was moved to {POISON_QUEUE_NAME}. "
+            "The stored token is unchanged and still valid until its expiry.",
+        )
+        log.warning("poison %s: flagged error and notified", message.credential_id)
+        return True
+
+
+def near_expiry_event(broker, event_data: Mapping[str, Any], *, event_type: str = NEAR_EXPIRY):
+    """Key Vault says a version of `rt-<id>` is near expiry (or expired): rotate it now.
+
+    Old versions expire all the time (rotation never deletes them), so only an event about the
+    latest version means anything. When the rotation cannot happen now, a human is told; the
+    nightly due-scan takes near-expiry credentials first anyway. Returns the RotationResult or
+    None when the event is not about a live refresh token.
+    """
+    from broker.vault import credential_id_from_secret_name
+
+    if event_type not in EXPIRY_EVENTS or not isinstance(event_data, Mapping):
+        return None
+    name, version = event_data.get("ObjectName"), event_data.get("Version")
+    credential_id = credential_id_from_secret_name(name) if isinstance(name, str) else None
+    if credential_id is None or event_data.get("ObjectType", "Secret") != "Secret":
+        return None
+    with bound(credential=credential_id):
+        try:
+            latest = broker.get_credential(credential_id).latest
+        except InvalidInput:  # CredentialNotFound, or a name that is no credential id
+            log.info("%s for %s: no such credential; ignored", event_type, name)
+            return None
+        if latest is None or (version and latest.version != version):
+            log.info("%s for %s: about an older version; ignored", event_type, name)
+            return None
+        try:
+            result = broker.rotate(credential_id, expected_version=latest.version,
+                                   wait=LEASE_WAIT_S)
+        except BrokerError as exc:
+            _tell(broker, credential_id, event_type, str(exc))
+            return None
+        log.info("%s for %s: %s (%s)", event_type, name, result.outcome, result.message)
+        if result.outcome == "deferred":
+            _tell(broker, credential_id, event_type, result.message)
+        return result
+
+
+def _tell(broker, credential_id: str, event_type: str, why: str) -> None:
+    state = "has expired" if event_type == EXPIRED else "is near its expiry"
+    _notify(broker, "token-expiring", credential_id,
+            f"Key Vault reports that the refresh token {state} and it could not be rotated "
+            f"now: {why}",
+            f"run `broker rotate {credential_id}` once Key Vault and Entra ID are reachable; "
+            "if the token has expired, an admin must consent again")
+
+
+def validate_all(broker) -> list:
+    """Validate every active (or expiring) credential, a few at a time; returns the reports.
+
+    The broker records each result on the version and notifies the failures it classifies
+    (needs consent, app errors); this adds the ones only a person can fix that it leaves to the
+    caller (no MFA, Partner Center refusing) and client secrets close to their expiry.
+    """
+    now = datetime.now(UTC)
+    warn_days = broker.settings.warn_days
+    credentials = broker.list_credentials()
+    targets = [c for c in credentials
+               if c.status(now, warn_days) in (Status.ACTIVE, Status.EXPIRING)]
+
+    def one(credential):
+        with bound(credential=credential.id):
+            try:
+                report = broker.validate(credential.id)
+            except BrokerError as exc:
+                log.warning("validate %s: %s", credential.id, exc)
+                return None
+            log.info("validate %s: %s (%s)", credential.id, "ok" if report.ok else "failed",
+                     report.message)
+            if not report.ok:
+                _notify_validation(broker, credential.id, report)
+            days = credential.days_until_secret_expiry(now)
+            if days is not None and days <= warn_days:
+                _notify(broker, "secret-expiring", credential.id,
+                        f"The partner app's client secret expires in {max(days, 0)} days.",
+                        f"create a new client secret and save it with "
+                        f"`broker credentials edit {credential.id}`")
+            return report
+
+    if not targets:
+        log.info("validate-all: no active credentials")
+        return []
+    workers = max(1, min(broker.settings.rotate_concurrency, len(targets)))
+    with ThreadPoolExecutor(workers, thread_name_prefix="validate") as pool:
+        reports = [r for r in pool.map(one, targets) if r is not None]
+    log.info("validate-all: %d ok, %d failed of %d", sum(r.ok for r in reports),
+             sum(not r.ok for r in reports), len(targets))
+    return reports
+
+
+def _notify_validation(broker, credential_id: str, report) -> None:
+    """Notify a failed validation unless the broker did already (needs-consent/error) or it is
+    worth only a retry tomorrow (a service unavailable, another writer busy)."""
+    try:
+        latest = broker.get_credential(credential_id).latest
+    except BrokerError:
+        return
+    tag = latest.tags.get("validation") if latest is not None else None
+    if tag == "no-mfa":
+        _notify(broker, "needs-consent", credential_id, report.message,
+                "an admin must consent again, signing in with multi-factor authentication")
+    elif tag == "partner-center":
+        _notify(broker, "error", credential_id, report.message,
+                "check that the consenting account still holds the Admin Agent role and that "
+                "the partner's Partner Center account is active")
+
+
+def _notify(broker, kind: str, credential_id: str, message: str, action: str) -> None:
+    from broker.notify import Event
+
+    try:
+        broker.notifier.notify(Event(kind=kind, credential_id=credential_id, message=message,
+                                     action=action))
+    except Exception as exc:  # notifications are best effort by contract
+        log.warning("notification %s for %s failed: %s", kind, credential_id,
+                    type(exc).__name__)
+
+
+def _parse(body: str | bytes) -> RotationMessage | None:
+    try:
+        return RotationMessage.loads(body)
+    except InvalidMessage:
+        log.warning("dropped a queue message that is not a rotation request")
+        return None
