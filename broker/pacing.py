@@ -39,7 +39,7 @@ class TokenBucket:
         while True:
             with self._lock:
                 self._refill()
-                if self._tokens >= 1:
+                if self._tokens >= 1 - 1e-9:  # float drift must not leave us a hair short
                     self._tokens -= 1
                     return waited
                 wait = (1 - self._tokens) / self.per_second
