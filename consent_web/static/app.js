@@ -1,0 +1,41 @@
+// Copy buttons: copy the value in data-copy (a URL, never a token) and say so.
+(function () {
+  "use strict";
+
+  function fallbackCopy(text) {
+    var area = document.createElement("textarea");
+    area.value = text;
+    area.setAttribute("readonly", "");
+    area.className = "visually-hidden";
+    document.body.appendChild(area);
+    area.select();
+    var ok = false;
+    try { ok = document.execCommand("copy"); } catch (e) { ok = false; }
+    document.body.removeChild(area);
+    return ok ? Promise.resolve() : Promise.reject(new Error("copy failed"));
+  }
+
+  function copy(text) {
+    if (navigator.clipboard && window.isSecureContext) {
+      return navigator.clipboard.writeText(text).catch(function () { return fallbackCopy(text); });
+    }
+    return fallbackCopy(text);
+  }
+
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest("[data-copy]");
+    if (!button) { return; }
+    var label = button.textContent;
+    copy(button.getAttribute("data-copy")).then(function () {
+      button.textContent = "Copied";
+      button.classList.add("is-copied");
+    }, function () {
+      button.textContent = "Select and copy";
+    }).then(function () {
+      window.setTimeout(function () {
+        button.textContent = label;
+        button.classList.remove("is-copied");
+      }, 1800);
+    });
+  });
+})();
