@@ -1,0 +1,435 @@
+"""What each `broker` command does, through the `Broker` facade; `cli.py` only parses.
+
+Every handler returns an exit code. Errors end here: a BrokerError becomes its message and hint
+on stderr (exit 2 for input and settings, 1 otherwise); anything unexpected becomes one line
+(a redacted traceback with `--debug`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+import traceback
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from functools import cached_property
+from pathlib import Path
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from broker import cli_render as render
+from broker.cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError, check
+from broker.errors import BrokerError, CredentialNotFound, InvalidInput, SettingsError
+from broker.logs import configure, redact
+
+MAX_SECRET_BYTES = 16 * 1024  # a client secret is ~40 characters; anything huge is a mistake
+VALIDATE_CONCURRENCY = 4
+
+
+class Context:
+    """What handlers share: the parsed arguments, the consoles, and a lazily built Broker."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.out, self.err = render.consoles()
+        self.now = datetime.now(UTC)
+
+    @cached_property
+    def settings(self):
+        from broker.settings import load_settings
+
+        return load_settings()
+
+    @cached_property
+    def broker(self):
+        from broker.service import Broker
+
+        return Broker(self.settings)
+
+    def json(self, data) -> None:
+        print(render.dump(data), flush=True)
+
+    def note(self, text: str) -> None:
+        """A message for the person at the terminal (stderr, so stdout stays parseable)."""
+        self.err.print(text, markup=False, highlight=False)
+
+
+def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    configure(level=("WARNING", "INFO", "DEBUG")[min(args.verbose, 2)])
+    try:
+        check(args)
+    except UsageError as exc:
+        parser.print_usage(sys.stderr)
+        _print_error(f"broker {args.command}: error: {exc}")
+        return EXIT_USAGE
+    ctx = Context(args)
+    handler = HANDLERS[args.command]
+    try:
+        return handler(ctx)
+    except KeyboardInterrupt:
+        _print_error("broker: interrupted")
+        return EXIT_INTERRUPTED
+    except UsageError as exc:
+        _print_error(f"broker {args.command}: error: {exc}")
+        return EXIT_USAGE
+    except SettingsError as exc:
+        hint = exc.hint
+        if exc.setting == "BROKER_VAULT_URL":
+            hint += " With devstack running: `source .devstack/env`."
+        _print_error(f"broker: {exc}", hint)
+        return EXIT_USAGE
+    except InvalidInput as exc:
+        message, details = _invalid(args, exc)
+        _print_error(message, exc.hint, details)
+        return EXIT_USAGE
+    except BrokerError as exc:
+        _print_error(f"broker: {exc}", exc.hint)
+        return EXIT_FAILED
+    except Exception as exc:  # a person gets one line, never a traceback by surprise
+        if args.debug:
+            _print_error(redact("".join(traceback.format_exception(exc))))
+        else:
+            _print_error(f"broker: unexpected error ({type(exc).__name__}); run again with "
+                         "--debug for details")
+        return EXIT_FAILED
+
+
+FLAGS = {
+    "id": "--id", "environment": "--environment", "product": "--product",
+    "marketplace": "--marketplace", "tenant_id": "--tenant-id", "client_id": "--client-id",
+    "client_secret": "--client-secret-stdin/--client-secret-file",
+    "secret_expires_on": "--secret-expires-on",
+}
+
+
+def _invalid(args: argparse.Namespace, exc: InvalidInput) -> tuple[str, list[str]]:
+    """One line per bad field, named as the person typed it (`--tenant-id`, not tenant_id)."""
+    if isinstance(exc, CredentialNotFound):
+        return f"broker: {exc}", []
+    typed = args.command == "credentials" and getattr(args, "action", "") in ("add", "edit")
+    joined = "; ".join(f"{name}: {text}" for name, text in exc.errors.items())
+    lines = [f"  {FLAGS.get(name, name) if typed else name}: {text}"
+             for name, text in exc.errors.items() if str(exc) == joined or text not in str(exc)]
+    if exc.errors and str(exc) == joined:
+        return "broker: invalid input:", lines
+    return f"broker: {exc}", lines
+
+
+def _print_error(message: str, hint: str | None = None, details: list[str] | None = None) -> None:
+    lines = [message, *(details or [])]
+    if hint:
+        lines.append(f"hint: {hint}")
+    print(redact("\n".join(lines)), file=sys.stderr, flush=True)
+
+
+# -- credentials ------------------------------------------------------------------------------
+
+
+def credentials(ctx: Context) -> int:
+    return CREDENTIAL_ACTIONS[ctx.args.action](ctx)
+
+
+def credentials_list(ctx: Context) -> int:
+    found = ctx.broker.list_credentials(ctx.args.environment)
+    warn = ctx.settings.warn_days
+    items = [render.credential_json(c, ctx.now, warn) for c in found]
+    if ctx.args.json:
+        ctx.json({"credentials": items})
+    elif not items:
+        ctx.note("No credentials yet: `broker credentials add --help`.")
+    else:
+        ctx.out.print(render.list_table(items))
+    return EXIT_OK
+
+
+def credentials_show(ctx: Context) -> int:
+    credential = ctx.broker.get_credential(ctx.args.id)
+    versions = [render.version_json(v) for v in ctx.broker.versions(ctx.args.id)]
+    item = render.credential_json(credential, ctx.now, ctx.settings.warn_days)
+    if ctx.args.json:
+        ctx.json({**item, "versions": versions})
+    else:
+        for part in render.credential_detail(item, versions):
+            ctx.out.print(part)
+    return EXIT_OK
+
+
+def credentials_add(ctx: Context) -> int:
+    from broker.credentials import CredentialSpec
+
+    args = ctx.args
+    if args.client_id and not (args.client_secret_stdin or args.client_secret_file):
+        raise UsageError("an own-app credential (--client-id) needs its client secret: "
+                         "--client-secret-stdin or --client-secret-file F")
+    spec = CredentialSpec(
+        id=args.id, environment=args.environment, product=args.product,
+        marketplace=args.marketplace, tenant_id=args.tenant_id, client_id=args.client_id,
+        client_secret=_read_secret(args), secret_expires_on=args.secret_expires_on,
+    )
+    credential = ctx.broker.add_credential(spec)
+    ctx.note(f"Registered {credential.id}: pending consent.")
+    ctx.note(f"Next: `broker invite {credential.id}` and have an admin of the partner tenant "
+             "open the link.")
+    print(credential.secret_id, flush=True)
+    return EXIT_OK
+
+
+def credentials_edit(ctx: Context) -> int:
+    from broker.credentials import CredentialSpec, Status
+
+    args = ctx.args
+    existing = ctx.broker.get_credential(args.id)
+    client_id = None if args.cpv else (args.client_id or existing.client_id)
+    spec = CredentialSpec(
+        id=existing.id,
+        environment=args.environment or existing.environment,
+        product=args.product or existing.product,
+        marketplace=args.marketplace or existing.marketplace,
+        tenant_id=args.tenant_id or existing.tenant_id,
+        client_id=client_id, client_secret=_read_secret(args),
+        secret_expires_on=args.secret_expires_on,
+    )
+    credential = ctx.broker.edit_credential(existing.id, spec)
+    if credential.stored_status is Status.PENDING_CONSENT \
+            and existing.stored_status is not Status.PENDING_CONSENT:
+        ctx.note(f"Changed {credential.id}: the tenant or app changed, so it needs consent "
+                 f"again (old token versions are kept, disabled). Next: "
+                 f"`broker invite {credential.id}`.")
+    else:
+        ctx.note(f"Changed {credential.id}.")
+    return EXIT_OK
+
+
+def credentials_remove(ctx: Context) -> int:
+    credential = ctx.broker.get_credential(ctx.args.id)
+    if not ctx.args.yes:
+        if not sys.stdin.isatty():
+            raise UsageError("confirm the removal with --yes (no terminal to ask on)")
+        answer = input(f"Remove credential {credential.id!r}? Its secrets are soft-deleted and "
+                       "recoverable in Key Vault for the retention period. [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            ctx.note("Nothing removed.")
+            return EXIT_OK
+    ctx.broker.remove_credential(credential.id)
+    ctx.note(f"Removed {credential.id} (recoverable from Key Vault's deleted secrets).")
+    return EXIT_OK
+
+
+def _read_secret(args: argparse.Namespace) -> str | None:
+    """The client secret from stdin or a file, never from argv (shell history, `ps`)."""
+    if args.client_secret_file:
+        path: Path = args.client_secret_file
+        try:
+            data = path.read_bytes()[:MAX_SECRET_BYTES + 1]
+        except OSError as exc:
+            raise InvalidInput(errors={"client_secret_file": f"cannot read {path}: "
+                                                             f"{exc.strerror}"}) from None
+        text = data.decode("utf-8", errors="strict").strip() if len(data) <= MAX_SECRET_BYTES \
+            else ""
+    elif args.client_secret_stdin:
+        if sys.stdin.isatty():
+            text = getpass.getpass("Client secret (not echoed): ").strip()
+        else:
+            text = sys.stdin.read(MAX_SECRET_BYTES + 1)
+            text = text.strip() if len(text) <= MAX_SECRET_BYTES else ""
+    else:
+        return None
+    if not text or "\n" in text:
+        raise InvalidInput(errors={"client_secret": "Give the client secret alone, on one line "
+                                                    "(it was empty or too long)."})
+    redact.register(text)
+    return text
+
+
+# -- invite, rotate, validate -------------------------------------------------------------------
+
+
+def invite(ctx: Context) -> int:
+    from broker.notify import Event
+
+    args = ctx.args
+    created = ctx.broker.create_invite(args.id, args.ttl_hours)
+    credential = ctx.broker.get_credential(args.id)
+    expires = created.expires_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    ctx.note(f"Consent link for {credential.id} (single use, expires {expires}); any earlier "
+             "link for it no longer works:")
+    print(created.url, flush=True)
+    if args.email is None:
+        return EXIT_OK
+    event = Event(
+        kind="consent-invite", credential_id=credential.id,
+        message=(f"Please consent for {credential.product} / {credential.marketplace} "
+                 f"({credential.environment}) in partner tenant {credential.tenant_id}. The "
+                 f"link works once and expires {expires}."),
+        action=("Open the link, sign in with an Admin Agent account of the partner tenant "
+                "using MFA, and accept the permissions."),
+        invite_url=created.url,
+    )
+    to = [args.email] if args.email else None
+    if ctx.broker.notifier.email(event, to):
+        ctx.note(f"Emailed the link to {args.email or ctx.settings.notify_email}.")
+        return EXIT_OK
+    ctx.note("The link could not be emailed (see the log above; BROKER_SMTP_URL and a "
+             "recipient are needed).")
+    return EXIT_FAILED
+
+
+def rotate(ctx: Context) -> int:
+    from broker.credentials import Status
+
+    args, broker = ctx.args, ctx.broker
+    if args.due:
+        total = len(broker.due())
+        work = None
+    elif args.all:
+        everything = broker.list_credentials()
+        work = [c.id for c in everything if c.stored_status is not Status.PENDING_CONSENT]
+        waiting = len(everything) - len(work)
+        if waiting:
+            ctx.note(f"{waiting} credential(s) pending consent are not rotated.")
+        total = len(work)
+    else:
+        work = list(dict.fromkeys(args.ids))
+        total = len(work)
+    if total == 0 and (work is not None or args.due):
+        if args.json:
+            ctx.json(render.rotation_json(_empty_summary()))
+        else:
+            ctx.note("Nothing to rotate.")
+        return EXIT_OK
+    with _progress(ctx, "rotating", total) as advance:
+        if work is None:
+            summary = broker.rotate_due(progress=lambda _: advance())
+        else:
+            summary = broker.rotate_many(work, progress=lambda _: advance())
+    if args.json:
+        ctx.json(render.rotation_json(summary))
+    else:
+        ctx.out.print(render.rotation_table(summary))
+    failed = summary.needs_consent + summary.errors + summary.deferred
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def _empty_summary():
+    from broker.rotation import RotationSummary
+
+    return RotationSummary.of([])
+
+
+def validate(ctx: Context) -> int:
+    from broker.credentials import Status
+
+    args, broker = ctx.args, ctx.broker
+    if args.all:
+        everything = broker.list_credentials()
+        ids = [c.id for c in everything if c.stored_status is not Status.PENDING_CONSENT]
+        if len(ids) < len(everything):
+            ctx.note(f"{len(everything) - len(ids)} credential(s) pending consent are not "
+                     "validated.")
+    else:
+        ids = list(dict.fromkeys(args.ids))
+    with _progress(ctx, "validating", len(ids)) as advance:
+        def one(credential_id: str) -> dict:
+            try:
+                report = render.validation_json(broker.validate(credential_id))
+            except CredentialNotFound as exc:
+                report = _failed_validation(credential_id, str(exc))
+            except BrokerError as exc:
+                report = _failed_validation(credential_id, f"{exc} {exc.hint}")
+            advance()
+            return report
+
+        with ThreadPoolExecutor(VALIDATE_CONCURRENCY, thread_name_prefix="validate") as pool:
+            reports = list(pool.map(one, ids))
+    ok = all(r["ok"] for r in reports)
+    if args.json:
+        ctx.json({"ok": ok, "results": reports})
+    elif reports:
+        ctx.out.print(render.validation_table(reports))
+    else:
+        ctx.note("Nothing to validate.")
+    return EXIT_OK if ok else EXIT_FAILED
+
+
+def _failed_validation(credential_id: str, message: str) -> dict:
+    return {"credential_id": credential_id, "ok": False,
+            "checked_at": render.iso(datetime.now(UTC)), "version": None, "mfa": False,
+            "organization": None, "message": message}
+
+
+class _progress:
+    """A rich progress bar on stderr when it is a terminal; silent otherwise."""
+
+    def __init__(self, ctx: Context, label: str, total: int) -> None:
+        self.bar = Progress(TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(),
+                            TimeElapsedColumn(), console=ctx.err, transient=True,
+                            disable=not ctx.err.is_terminal)
+        self.label, self.total = label, total
+
+    def __enter__(self):
+        self.bar.start()
+        task = self.bar.add_task(self.label, total=self.total)
+        return lambda: self.bar.advance(task)
+
+    def __exit__(self, *exc) -> None:
+        self.bar.stop()
+
+
+# -- resolve, import, status, worker --------------------------------------------------------------
+
+
+def resolve(ctx: Context) -> int:
+    from broker.cli_resolve import resolve as do_resolve
+
+    return do_resolve(ctx)
+
+
+def import_(ctx: Context) -> int:
+    report = ctx.broker.import_file(ctx.args.file)
+    if ctx.args.json:
+        ctx.json(render.import_json(report))
+    else:
+        ctx.out.print(render.import_table(report))
+    return EXIT_FAILED if report.failed else EXIT_OK
+
+
+def status(ctx: Context) -> int:
+    found = ctx.broker.list_credentials(ctx.args.environment)
+    warn = ctx.settings.warn_days
+    items = [render.credential_json(c, ctx.now, warn) for c in found]
+    counts = {}
+    for item in items:
+        counts[item["status"]] = counts.get(item["status"], 0) + 1
+    if ctx.args.json:
+        ctx.json({"checked_at": render.iso(ctx.now), "counts": counts, "credentials": items})
+    elif not items:
+        ctx.note("No credentials yet: `broker credentials add --help`.")
+    else:
+        summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+        ctx.out.print(render.credentials_table(items, warn, title=f"credentials: {summary}"))
+    return EXIT_OK
+
+
+def worker(ctx: Context) -> int:
+    from broker.worker import run_worker
+
+    code = run_worker(ctx.settings)
+    return code if isinstance(code, int) else EXIT_OK
+
+
+def dev(ctx: Context) -> int:
+    from broker.cli_dev import run_dev
+
+    return run_dev(ctx.args)
+
+
+CREDENTIAL_ACTIONS = {
+    "list": credentials_list, "show": credentials_show, "add": credentials_add,
+    "edit": credentials_edit, "remove": credentials_remove,
+}
+HANDLERS = {
+    "dev": dev, "credentials": credentials, "invite": invite, "rotate": rotate,
+    "validate": validate, "resolve": resolve, "import": import_, "status": status,
+    "worker": worker,
+}

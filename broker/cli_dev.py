@@ -1,0 +1,286 @@
+"""`broker dev`: the whole local stack in one terminal, as child processes.
+
+devstack first (its env file says where Key Vault, Entra ID and the identity endpoint are), then
+the consent site and the rotation worker with that env. Every child gets its own process group
+so Ctrl-C reaches only us, and we stop them in reverse order (SIGTERM, then SIGKILL after a
+grace period). If one child dies, all are stopped and its last lines are shown.
+
+This module lives in `broker/` but only starts `python -m devstack` as a process: nothing here
+imports devstack, consent_web or the worker.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import IO
+
+START_TIMEOUT = 30.0
+SITE_TIMEOUT = 20.0
+STOP_GRACE = 10.0
+TAIL_LINES = 40
+SITE_PREFIX = "Consent site:"
+SIGN_IN_PREFIX = "Operator sign-in (one-time link):"
+
+
+class Child:
+    """One supervised process: output to a log file and a tail kept for error reports."""
+
+    def __init__(self, name: str, argv: list[str], env: dict[str, str], log_dir: Path,
+                 echo: threading.Event) -> None:
+        self.name = name
+        self.tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
+        self.lines: list[str] = []  # every line until the banner is out; then only the tail
+        self.echo = echo
+        self.changed = threading.Condition()
+        log_dir.mkdir(parents=True, exist_ok=True)
+        self.log_path = log_dir / f"{name}.log"
+        self._log: IO[str] = open(self.log_path, "a", encoding="utf-8")  # noqa: SIM115
+        self.process = subprocess.Popen(
+            argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True, encoding="utf-8", errors="replace", bufsize=1,
+            start_new_session=True,
+        )
+        self._reader = threading.Thread(target=self._read, name=f"dev-{name}", daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            line = line.rstrip("\n")
+            self._log.write(line + "\n")
+            self._log.flush()
+            with self.changed:
+                self.tail.append(line)
+                if not self.echo.is_set():
+                    self.lines.append(line)
+                self.changed.notify_all()
+            if self.echo.is_set():
+                print(f"[{self.name}] {line}", flush=True)
+        with self.changed:
+            self.changed.notify_all()
+
+    def find(self, prefix: str) -> str | None:
+        with self.changed:
+            for line in self.lines:
+                if line.startswith(prefix):
+                    return line[len(prefix):].strip()
+        return None
+
+    @property
+    def running(self) -> bool:
+        return self.process.poll() is None
+
+    def terminate(self) -> None:
+        if self.running:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGTERM)
+
+    def kill(self) -> None:
+        if self.running:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+
+    def close(self) -> None:
+        self._reader.join(timeout=2)
+        self._log.close()
+
+    def report(self) -> str:
+        with self.changed:
+            lines = list(self.tail)
+        code = self.process.returncode
+        head = f"{self.name} exited with code {code}" if code is not None else f"{self.name}"
+        body = "\n".join(f"  {line}" for line in lines) or "  (no output)"
+        return f"{head}; its last lines (full log: {self.log_path}):\n{body}"
+
+
+class Supervisor:
+    def __init__(self) -> None:
+        self.children: list[Child] = []
+        self.stop = threading.Event()
+        self.echo = threading.Event()
+
+    def start(self, name: str, argv: list[str], env: dict[str, str], log_dir: Path) -> Child:
+        child = Child(name, argv, env, log_dir, self.echo)
+        self.children.append(child)
+        return child
+
+    def dead(self) -> Child | None:
+        return next((c for c in self.children if not c.running), None)
+
+    def wait_for(self, ready, timeout: float) -> Child | None:
+        """Until `ready()` or a child dies (returned) or time/stop runs out (TimeoutError)."""
+        deadline = time.monotonic() + timeout
+        while not ready():
+            dead = self.dead()
+            if dead is not None:
+                return dead
+            if self.stop.is_set():
+                raise KeyboardInterrupt
+            if time.monotonic() > deadline:
+                raise TimeoutError
+            time.sleep(0.05)
+        return None
+
+    def shutdown(self) -> None:
+        for child in reversed(self.children):
+            child.terminate()
+        deadline = time.monotonic() + STOP_GRACE
+        for child in reversed(self.children):
+            try:
+                child.process.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                print(f"broker dev: {child.name} did not stop in {STOP_GRACE:g} s; killing it",
+                      file=sys.stderr, flush=True)
+                child.kill()
+                child.process.wait()
+        for child in self.children:
+            child.close()
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """`export NAME=value` lines (shell-quoted), as devstack writes them."""
+    values: dict[str, str] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        words = shlex.split(line, comments=True)
+        if len(words) == 2 and words[0] == "export" and "=" in words[1]:
+            name, value = words[1].split("=", 1)
+            values[name] = value
+    return values
+
+
+def module_available(module: str) -> bool:
+    from importlib.util import find_spec
+
+    try:
+        return find_spec(module) is not None
+    except ModuleNotFoundError:
+        return False
+
+
+def run_dev(args) -> int:
+    state_dir: Path = args.state_dir
+    env_file = state_dir / "env"
+    log_dir = state_dir / "logs"
+    supervisor = Supervisor()
+    previous = {sig: signal.signal(sig, lambda *_: supervisor.stop.set())
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        return _run(args, supervisor, state_dir, env_file, log_dir)
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        print("broker dev: stopping ...", file=sys.stderr, flush=True)
+        supervisor.shutdown()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        print("broker dev: stopped.", file=sys.stderr, flush=True)
+
+
+def _run(args, supervisor: Supervisor, state_dir: Path, env_file: Path, log_dir: Path) -> int:
+    state_dir.mkdir(parents=True, exist_ok=True)
+    env_file.unlink(missing_ok=True)  # wait for this run's file, not a stale one
+    python = sys.executable
+    devstack_argv = [python, "-m", "devstack", "up", "--foreground", "--state-dir",
+                     str(state_dir)]
+    if args.devstack_port_base is not None:
+        devstack_argv += ["--port-base", str(args.devstack_port_base)]
+    base_env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    print("broker dev: starting devstack ...", file=sys.stderr, flush=True)
+    devstack = supervisor.start("devstack", devstack_argv, base_env, log_dir)
+    try:
+        dead = supervisor.wait_for(env_file.exists, START_TIMEOUT)
+    except TimeoutError:
+        return _fail(f"devstack did not write {env_file} within {START_TIMEOUT:g} s.\n"
+                     + devstack.report())
+    if dead is not None:
+        return _fail(dead.report())
+
+    stack_env = read_env_file(env_file)
+    public_url = os.environ.get("BROKER_PUBLIC_URL") or f"http://localhost:{args.port}"
+    broker_state = Path(os.environ.get("BROKER_STATE_DIR") or ".broker").resolve()
+    broker_env = {"BROKER_PUBLIC_URL": public_url, "BROKER_STATE_DIR": str(broker_state)}
+    (state_dir / "broker-env").write_text(
+        "".join(f"export {k}={shlex.quote(v)}\n" for k, v in broker_env.items()),
+        encoding="utf-8")
+    child_env = {**base_env, **stack_env, **broker_env}
+
+    site = None
+    if module_available("consent_web.__main__"):
+        site = supervisor.start("consent_web",
+                                [python, "-m", "consent_web", "--port", str(args.port)],
+                                child_env, log_dir)
+    else:
+        print("broker dev: consent_web is not installed; the consent site is skipped.",
+              file=sys.stderr, flush=True)
+    if module_available("broker.worker"):
+        supervisor.start("worker", [python, "-m", "broker", "worker"], child_env, log_dir)
+    else:
+        print("broker dev: broker.worker is not there; the rotation worker is skipped.",
+              file=sys.stderr, flush=True)
+
+    site_url = sign_in = None
+    if site is not None:
+        try:
+            dead = supervisor.wait_for(
+                lambda: site.find(SITE_PREFIX) is not None
+                and (site.find(SIGN_IN_PREFIX) is not None or _no_local_sign_in(site)),
+                SITE_TIMEOUT)
+        except TimeoutError:
+            return _fail(f"the consent site did not start within {SITE_TIMEOUT:g} s.\n"
+                         + site.report())
+        if dead is not None:
+            return _fail(dead.report())
+        site_url, sign_in = site.find(SITE_PREFIX), site.find(SIGN_IN_PREFIX)
+
+    _banner(state_dir, stack_env, site_url, sign_in, public_url, log_dir)
+    supervisor.echo.set()
+    while not supervisor.stop.is_set():
+        dead = supervisor.dead()
+        if dead is not None:
+            return _fail(dead.report())
+        supervisor.stop.wait(0.2)
+    return 0
+
+
+def _no_local_sign_in(site: Child) -> bool:
+    """consent_web says so when operators sign in another way (or settings are missing)."""
+    return any(site.find(p) is not None for p in ("Operators sign in with:", "Almost there:"))
+
+
+def _fail(message: str) -> int:
+    print(f"broker dev: {message}", file=sys.stderr, flush=True)
+    return 1
+
+
+def _banner(state_dir: Path, env: dict[str, str], site_url: str | None, sign_in: str | None,
+            public_url: str, log_dir: Path) -> None:
+    rows = [
+        ("Consent site", site_url or "(not running)"),
+        ("Operator sign-in", sign_in or "-"),
+        ("Key Vault", env.get("BROKER_VAULT_URL", "?")),
+        ("Entra ID", env.get("BROKER_AUTHORITY_HOST", "?")),
+        ("Partner Center", env.get("BROKER_PARTNER_CENTER_URL", "?")),
+        ("devstack admin", env.get("DEVSTACK_ADMIN_URL", "?")),
+        ("Logs", str(log_dir)),
+    ]
+    width = max(len(label) for label, _ in rows)
+    lines = ["", "broker dev is up:"]
+    lines += [f"  {label:<{width}}  {value}" for label, value in rows]
+    lines += [
+        "",
+        "Use the CLI from another shell (in this directory):",
+        f"  source {state_dir / 'env'} && source {state_dir / 'broker-env'}",
+        "  broker status",
+        f"Invite links point at {public_url}. Ctrl-C stops everything.",
+        "",
+    ]
+    print("\n".join(lines), flush=True)

@@ -1,0 +1,256 @@
+"""How the CLI shows things: rich tables for people, stable JSON for scripts.
+
+The JSON shapes here are a contract (documented in the README): fields are only ever added.
+Nothing in this module ever receives a token or a secret value, only vault properties.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from broker.credentials import Credential, Status, TokenVersion
+
+STATUS_STYLES = {
+    Status.ACTIVE: "green", Status.EXPIRING: "yellow", Status.NEEDS_CONSENT: "bold red",
+    Status.ERROR: "bold red", Status.PENDING_CONSENT: "cyan",
+}
+OUTCOME_STYLES = {"rotated": "green", "skipped": "dim", "needs-consent": "bold red",
+                  "error": "bold red", "deferred": "yellow", "imported": "green",
+                  "failed": "bold red", "ok": "green"}
+
+
+def consoles() -> tuple[Console, Console]:
+    """(stdout, stderr) consoles; colour only on a terminal and never with NO_COLOR.
+
+    Off a terminal rich would wrap tables at 80 columns; scripts get `--json`, and people who
+    pipe to a pager get whole lines.
+    """
+    width = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 200
+    out = Console(width=width, soft_wrap=False, highlight=False)
+    err = Console(stderr=True, highlight=False)
+    return out, err
+
+
+def iso(value: datetime | None) -> str | None:
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z") if value else None
+
+
+def day(value: datetime | None) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%d") if value else "-"
+
+
+def dump(data: Any) -> str:
+    return json.dumps(data, indent=2, sort_keys=False, ensure_ascii=False)
+
+
+# -- credentials ------------------------------------------------------------------------------
+
+
+def credential_json(credential: Credential, now: datetime, warn_days: int) -> dict[str, Any]:
+    latest = credential.latest
+    consented = latest is not None and not latest.is_placeholder
+    return {
+        "id": credential.id,
+        "environment": credential.environment,
+        "product": credential.product,
+        "marketplace": credential.marketplace,
+        "tenant_id": credential.tenant_id,
+        "model": "cpv" if credential.is_cpv else "own-app",
+        "client_id": credential.client_id,
+        "status": credential.status(now, warn_days).value,
+        "stored_status": credential.stored_status.value,
+        "secret_id": credential.secret_id,
+        "token_obtained_at": iso(latest.obtained_at) if consented else None,
+        "token_source": latest.source.value if consented and latest.source else None,
+        "token_expires_on": iso(latest.expires_on) if consented else None,
+        "days_until_token_expiry": credential.days_until_token_expiry(now),
+        "secret_expires_on": iso(credential.secret_expires_on),
+        "days_until_secret_expiry": credential.days_until_secret_expiry(now),
+        "consented_by": (latest.consented_by or None) if consented else None,
+        "mfa": latest.mfa if consented else None,
+        "roles": list(latest.roles) if consented else [],
+        "last_validated_at": iso(credential.last_validated_at),
+        "last_validation": credential.last_validation,
+    }
+
+
+def version_json(version: TokenVersion) -> dict[str, Any]:
+    return {
+        "version": version.version,
+        "secret_id": version.secret_id,
+        "enabled": version.enabled,
+        "status": version.status.value,
+        "source": version.source.value if version.source else None,
+        "obtained_at": iso(version.obtained_at),
+        "not_before": iso(version.not_before),
+        "expires_on": iso(version.expires_on),
+        "consented_by": version.consented_by or None,
+        "mfa": version.mfa,
+        "roles": list(version.roles),
+        "validated_at": version.tags.get("validated_at"),
+        "validation": version.tags.get("validation"),
+    }
+
+
+def status_text(status: Status | str) -> Text:
+    status = Status(status)
+    return Text(status.value, style=STATUS_STYLES.get(status, ""))
+
+
+def days_text(days: int | None, warn_days: int) -> Text:
+    if days is None:
+        return Text("-", style="dim")
+    style = "bold red" if days < 0 else "yellow" if days <= warn_days else ""
+    return Text(str(days), style=style)
+
+
+def credentials_table(items: Iterable[dict[str, Any]], warn_days: int, *,
+                      title: str | None = None, urls: bool = True) -> Table:
+    table = Table(title=title, title_justify="left", header_style="bold")
+    table.add_column("id", no_wrap=True)
+    table.add_column("env")
+    table.add_column("status", no_wrap=True)
+    table.add_column("tenant", overflow="fold")
+    table.add_column("token days", justify="right")
+    table.add_column("secret days", justify="right")
+    table.add_column("last renewal", no_wrap=True)
+    if urls:
+        table.add_column("secret identifier URL", overflow="fold")
+    for item in items:
+        renewal = "-"
+        if item["token_obtained_at"]:
+            renewal = f"{item['token_obtained_at'][:10]} {item['token_source'] or ''}".strip()
+        row = [
+            item["id"], item["environment"], status_text(item["status"]), item["tenant_id"],
+            days_text(item["days_until_token_expiry"], warn_days),
+            days_text(item["days_until_secret_expiry"], warn_days), renewal,
+        ]
+        if urls:
+            row.append(item["secret_id"])
+        table.add_row(*row)
+    return table
+
+
+def list_table(items: Iterable[dict[str, Any]]) -> Table:
+    table = Table(header_style="bold")
+    for column in ("id", "env", "product", "marketplace", "tenant", "app", "status"):
+        table.add_column(column, overflow="fold")
+    for item in items:
+        table.add_row(item["id"], item["environment"], item["product"], item["marketplace"],
+                      item["tenant_id"], item["client_id"] or "cpv", status_text(item["status"]))
+    return table
+
+
+def credential_detail(item: dict[str, Any], versions: list[dict[str, Any]]) -> list[Any]:
+    """Key/value table of one credential, then its versions (newest first)."""
+    facts = Table.grid(padding=(0, 2))
+    facts.add_column(style="bold")
+    facts.add_column(overflow="fold")
+    labels = [
+        ("id", "id"), ("environment", "environment"), ("product", "product"),
+        ("marketplace", "marketplace"), ("tenant", "tenant_id"), ("app", "model"),
+        ("client id", "client_id"), ("status", "status"), ("secret identifier", "secret_id"),
+        ("token obtained", "token_obtained_at"), ("token source", "token_source"),
+        ("token expires", "token_expires_on"), ("client secret expires", "secret_expires_on"),
+        ("consented by", "consented_by"), ("MFA", "mfa"), ("roles", "roles"),
+        ("last validated", "last_validated_at"), ("last validation", "last_validation"),
+    ]
+    for label, key in labels:
+        value = item[key]
+        if key == "status":
+            value = status_text(value)
+        elif isinstance(value, list):
+            value = ", ".join(value) or "-"
+        elif value is None:
+            value = Text("-", style="dim")
+        elif isinstance(value, bool):
+            value = "yes" if value else "no"
+        facts.add_row(label, value)
+    table = Table(title="versions (newest first; values are never shown)", title_justify="left",
+                  header_style="bold")
+    for column in ("version", "enabled", "status", "source", "obtained", "expires",
+                   "consented by", "mfa"):
+        table.add_column(column, overflow="fold")
+    for v in versions:
+        table.add_row(v["version"], "yes" if v["enabled"] else "no", status_text(v["status"]),
+                      v["source"] or "-", (v["obtained_at"] or "-")[:19],
+                      (v["expires_on"] or "-")[:10], v["consented_by"] or "-",
+                      "yes" if v["mfa"] else "no")
+    return [facts, table]
+
+
+# -- operations -------------------------------------------------------------------------------
+
+
+def rotation_json(summary) -> dict[str, Any]:
+    return {
+        "rotated": summary.rotated, "skipped": summary.skipped,
+        "needs_consent": summary.needs_consent, "errors": summary.errors,
+        "deferred": summary.deferred,
+        "results": [
+            {"credential_id": r.credential_id, "outcome": r.outcome, "version": r.version,
+             "previous_version": r.previous_version, "message": r.message}
+            for r in summary.results
+        ],
+    }
+
+
+def rotation_table(summary) -> Table:
+    table = Table(title="rotation", title_justify="left", header_style="bold")
+    for column in ("id", "outcome", "new version", "message"):
+        table.add_column(column, overflow="fold")
+    for r in summary.results:
+        table.add_row(r.credential_id, Text(r.outcome, style=OUTCOME_STYLES.get(r.outcome, "")),
+                      r.version or "-", r.message)
+    table.caption = (f"{summary.rotated} rotated, {summary.skipped} skipped, "
+                     f"{summary.needs_consent} need consent, {summary.errors} errors, "
+                     f"{summary.deferred} deferred")
+    return table
+
+
+def validation_json(report) -> dict[str, Any]:
+    return {"credential_id": report.credential_id, "ok": report.ok,
+            "checked_at": iso(report.checked_at), "version": report.version, "mfa": report.mfa,
+            "organization": report.organization, "message": report.message}
+
+
+def validation_table(reports: list[dict[str, Any]]) -> Table:
+    table = Table(title="validation", title_justify="left", header_style="bold")
+    for column in ("id", "result", "mfa", "organization", "message"):
+        table.add_column(column, overflow="fold")
+    for r in reports:
+        table.add_row(r["credential_id"],
+                      Text("ok", style="green") if r["ok"] else Text("failed", style="bold red"),
+                      "yes" if r["mfa"] else "no", r["organization"] or "-", r["message"])
+    return table
+
+
+def import_json(report) -> dict[str, Any]:
+    return {
+        "imported": list(report.imported),
+        "skipped": [{"id": cid, "reason": why} for cid, why in report.skipped],
+        "failed": [{"id": cid, "reason": why} for cid, why in report.failed],
+        "notes": dict(getattr(report, "notes", {}) or {}),
+    }
+
+
+def import_table(report) -> Table:
+    from broker.importer import iter_report
+
+    table = Table(title="import", title_justify="left", header_style="bold")
+    for column in ("id", "result", "details"):
+        table.add_column(column, overflow="fold")
+    for cid, result, why in iter_report(report):
+        table.add_row(cid, Text(result, style=OUTCOME_STYLES.get(result, "")), why or "-")
+    table.caption = (f"{len(report.imported)} imported, {len(report.skipped)} skipped, "
+                     f"{len(report.failed)} failed")
+    return table
