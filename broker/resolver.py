@@ -1,0 +1,285 @@
+"""The consumer API: refresh and access tokens by Key Vault secret identifier URL.
+
+Consumers call this on every request, so a cached answer costs a dict lookup and a clock
+compare, with no lock. An entry is fresh for 3/4 of its life; the first call after that starts
+one background refresh and keeps answering from the cache, so callers only wait when an entry
+has fully expired (or was never fetched). One fetch per key is ever in flight; concurrent
+callers of a cold key wait for that one fetch.
+
+Consumers hold read-only roles: nothing here writes to the vault. The new refresh token that
+Entra returns with each access token is dropped; rotation is the broker's job.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from time import monotonic
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from broker.credentials import CPV, CS_PREFIX, RT_PREFIX
+from broker.errors import (
+    AppMisconfigured,
+    InvalidInput,
+    NeedsConsent,
+    SettingsError,
+    TransientFailure,
+)
+from broker.logs import get_logger, redact
+
+if TYPE_CHECKING:
+    from azure.core.credentials import TokenCredential
+
+    from broker.settings import Settings
+
+FRESH_FRACTION = 0.75  # of an entry's life; the rest is the window for a background refresh
+RETRY_AFTER_FAILURE = 5.0  # seconds before a failed background refresh is tried again
+ACCESS_TOKEN_MARGIN = 300.0  # refresh access tokens this long before Entra's expiry
+MSAL_TIMEOUT = 30.0
+log = get_logger(__name__)
+
+
+class _Entry(NamedTuple):
+    value: str
+    fresh_until: float  # monotonic; served without a second thought until then
+    usable_until: float  # served (refreshing in the background) until then
+    tags: dict[str, str]
+
+
+class _Flight:
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.entry: _Entry | None = None
+        self.error: BaseException | None = None
+
+
+class _Config(NamedTuple):
+    authority_host: str
+    cpv_client_id: str
+    cpv_client_secret: str
+
+
+class TokenResolver:
+    """Resolve tokens by secret identifier URL; safe to share across threads.
+
+    `credential` authenticates to Key Vault (DefaultAzureCredential by default); `settings`
+    supplies the authority host and the CPV app for access tokens (else BROKER_* variables
+    from the environment or .env); `refresh_interval` bounds how stale a refresh token may be.
+    """
+
+    def __init__(self, credential: TokenCredential | None = None, *,
+                 settings: Settings | None = None, refresh_interval: float = 300.0,
+                 **client_kwargs: Any) -> None:
+        if refresh_interval <= 0:
+            raise ValueError("refresh_interval must be positive")
+        self.refresh_interval = refresh_interval
+        self._credential = credential
+        self._settings = settings
+        self._client_kwargs = client_kwargs
+        self._secrets: dict[str, _Entry] = {}
+        self._access: dict[tuple[str, str], _Entry] = {}
+        self._flights: dict[Any, _Flight] = {}
+        self._lock = threading.Lock()
+        self._clients: dict[str, Any] = {}
+        self._apps: dict[tuple[str, str, str], Any] = {}
+        self._config: _Config | None = None
+
+    # -- the hot paths -------------------------------------------------------------------------
+
+    def refresh_token(self, url: str) -> str:
+        """The refresh token at `url`: the latest version if unversioned, else that version."""
+        entry = self._secrets.get(url)
+        if entry is not None and monotonic() < entry[1]:  # [1] is fresh_until, by index: faster
+            return entry[0]
+        return self._secret_entry(url, RT_PREFIX).value
+
+    def access_token(self, url: str, scope: str) -> str:
+        """An access token for `scope`, made from the refresh token at `url` with MSAL."""
+        key = (url, scope)
+        entry = self._access.get(key)
+        if entry is not None and monotonic() < entry[1]:
+            return entry[0]
+        if not scope or not isinstance(scope, str) or " " in scope.strip():
+            raise InvalidInput(errors={"scope": "Give one scope, such as "
+                                                "https://api.partnercenter.microsoft.com/.default"})
+        return self._resolve(self._access, key, lambda: self._fetch_access(url, scope)).value
+
+    def close(self) -> None:
+        with self._lock:
+            clients, self._clients = list(self._clients.values()), {}
+        for client in clients:
+            client.close()
+
+    # -- caching with one fetch in flight per key -----------------------------------------------
+
+    def _resolve(self, cache: dict, key: Any, fetch: Callable[[], _Entry]) -> _Entry:
+        entry = cache.get(key)
+        now = monotonic()
+        if entry is not None and now < entry.usable_until:
+            with self._lock:
+                if key not in self._flights:
+                    # push freshness out so the hot path stops landing here meanwhile
+                    cache[key] = entry._replace(fresh_until=min(entry.usable_until,
+                                                                now + RETRY_AFTER_FAILURE))
+                    flight = self._flights[key] = _Flight()
+                    threading.Thread(target=self._fly, args=(cache, key, fetch, flight, True),
+                                     name="token-refresh", daemon=True).start()
+            return entry
+        with self._lock:
+            flight = self._flights.get(key)
+            owner = flight is None
+            if owner:
+                flight = self._flights[key] = _Flight()
+        if owner:
+            self._fly(cache, key, fetch, flight, False)
+        else:
+            flight.done.wait()
+        if flight.error is not None:
+            raise flight.error
+        return flight.entry
+
+    def _fly(self, cache: dict, key: Any, fetch: Callable[[], _Entry], flight: _Flight,
+             background: bool) -> None:
+        try:
+            flight.entry = cache[key] = fetch()
+        except BaseException as exc:
+            flight.error = exc
+            if background and not isinstance(exc, TransientFailure):
+                cache.pop(key, None)  # disabled, deleted, refused: stop serving the old value
+            if background:
+                log.warning("background refresh failed (%s): %s", type(exc).__name__, exc)
+        finally:
+            with self._lock:
+                self._flights.pop(key, None)
+            flight.done.set()
+
+    # -- fetching --------------------------------------------------------------------------------
+
+    def _secret_entry(self, url: str, prefix: str) -> _Entry:
+        entry = self._secrets.get(url)
+        if entry is not None and monotonic() < entry.fresh_until:
+            return entry
+        return self._resolve(self._secrets, url, lambda: self._fetch_secret(url, prefix))
+
+    def _fetch_secret(self, url: str, prefix: str) -> _Entry:
+        from broker.vault import parse_secret_id, vault_errors
+
+        ident = parse_secret_id(url)
+        if not ident.name.startswith(prefix) or len(ident.name) <= len(prefix):
+            raise InvalidInput(errors={"url": f"Not a broker secret: expected {prefix}<id>."})
+        credential_id = ident.name[len(prefix):]
+        with vault_errors(credential_id):
+            secret = self._client(ident.vault_url).get_secret(ident.name, ident.version)
+        tags = dict(secret.properties.tags or {})
+        if ident.name.startswith(RT_PREFIX) and (
+                tags.get("status") == "pending-consent" or secret.value == "pending-consent"):
+            raise NeedsConsent(f"{credential_id} has no consented token yet.")
+        redact.register(secret.value)
+        now = monotonic()
+        return _Entry(secret.value, now + self.refresh_interval * FRESH_FRACTION,
+                      now + self.refresh_interval, tags)
+
+    def _fetch_access(self, url: str, scope: str) -> _Entry:
+        stored = self._secret_entry(url, RT_PREFIX)
+        refresh_token, tags = stored.value, stored.tags
+        tenant = tags.get("tenant_id")
+        if not tenant:
+            raise InvalidInput(errors={"url": "This secret carries no tenant_id tag; it was "
+                                              "not written by the broker."})
+        client_id, secret = self._app_credentials(url, tags)
+        app = self._app(f"{self._conf().authority_host}/{tenant}", client_id, secret)
+        result = _msal_call(lambda: app.acquire_token_by_refresh_token(refresh_token,
+                                                                       scopes=[scope]))
+        if "access_token" not in result:
+            from broker.identity import classify
+
+            raise classify(result)
+        now = monotonic()
+        lifetime = float(result.get("expires_in") or 3600)
+        margin = min(ACCESS_TOKEN_MARGIN, lifetime / 4)
+        return _Entry(result["access_token"], now + lifetime - 2 * margin,
+                      now + lifetime - margin, {})
+
+    def _app_credentials(self, url: str, tags: dict[str, str]) -> tuple[str, str]:
+        client_id = tags.get("client_id") or CPV
+        if client_id != CPV:
+            from broker.vault import parse_secret_id
+
+            ident = parse_secret_id(url)
+            cs_url = f"{ident.vault_url}/secrets/{CS_PREFIX}{ident.name[len(RT_PREFIX):]}"
+            return client_id, self._secret_entry(cs_url, CS_PREFIX).value
+        conf = self._conf()
+        if not conf.cpv_client_id or not conf.cpv_client_secret:
+            raise SettingsError("BROKER_CPV_CLIENT_ID", "BROKER_CPV_CLIENT_ID and "
+                                "BROKER_CPV_CLIENT_SECRET are needed for CPV-model credentials.")
+        return conf.cpv_client_id, conf.cpv_client_secret
+
+    def _client(self, vault_url: str) -> Any:
+        client = self._clients.get(vault_url)
+        if client is None:
+            from broker.vault import secret_client
+
+            with self._lock:
+                client = self._clients.get(vault_url)
+                if client is None:
+                    if self._credential is None:
+                        from azure.identity import DefaultAzureCredential
+
+                        self._credential = DefaultAzureCredential()
+                    client = self._clients[vault_url] = secret_client(
+                        vault_url, self._credential, **self._client_kwargs)
+        return client
+
+    def _app(self, authority: str, client_id: str, secret: str) -> Any:
+        key = (authority, client_id, secret)
+        app = self._apps.get(key)
+        if app is None:
+            import msal
+
+            from broker.identity import is_microsoft_host
+
+            microsoft = is_microsoft_host(authority)
+            app = _msal_call(lambda: msal.ConfidentialClientApplication(
+                client_id, client_credential=secret, authority=authority, timeout=MSAL_TIMEOUT,
+                instance_discovery=None if microsoft else False))
+            with self._lock:
+                app = self._apps.setdefault(key, app)
+        return app
+
+    def _conf(self) -> _Config:
+        if self._config is None:
+            s = self._settings
+            if s is not None:
+                self._config = _Config(s.authority_host, s.cpv_client_id, s.cpv_client_secret)
+            else:
+                from broker.settings import _read_dotenv
+
+                env = {**_read_dotenv(Path.cwd() / ".env"), **os.environ}
+                self._config = _Config(
+                    (env.get("BROKER_AUTHORITY_HOST") or "https://login.microsoftonline.com")
+                    .rstrip("/"),
+                    env.get("BROKER_CPV_CLIENT_ID", ""), env.get("BROKER_CPV_CLIENT_SECRET", ""))
+        return self._config
+
+
+def _msal_call(call: Callable[[], Any]) -> Any:
+    """Run MSAL, mapping its transport and discovery failures (its error bodies are dicts)."""
+    import requests
+    from msal.exceptions import MsalServiceError
+
+    try:
+        return call()
+    except requests.RequestException as exc:
+        raise TransientFailure(f"Entra ID could not be reached ({type(exc).__name__}).") \
+            from None
+    except MsalServiceError as exc:
+        from broker.identity import classify
+
+        raise classify({"error": exc.error, "error_description": exc.error_description}) \
+            from None
+    except ValueError as exc:  # MSAL's word for an authority or tenant it cannot discover
+        raise AppMisconfigured(
+            f"Entra ID did not accept the authority ({type(exc).__name__}).",
+            hint="Check the credential's tenant_id and BROKER_AUTHORITY_HOST.") from None
