@@ -65,21 +65,28 @@ def consent_scopes(scopes: Sequence[str] | None) -> list[str]:
     return chosen
 
 
-def role_names(claims: Mapping, admin_agents_group: str | None = None) -> tuple[str, ...]:
-    """Directory roles from `wids` and Admin Agent membership from `groups`."""
+def role_names(claims: Mapping) -> tuple[str, ...]:
+    """Directory roles named from `wids`, plus Admin Agent when the claims allow it."""
     wids = [str(w).lower() for w in claims.get("wids") or []]
     names = [ROLE_NAMES[w] for w in wids if w in ROLE_NAMES]
-    groups = {str(g).lower() for g in claims.get("groups") or []}
-    if is_admin_agent(claims, admin_agents_group) or (admin_agents_group or "") in groups:
+    if is_admin_agent(claims):
         names.append(ADMIN_AGENT)
     return tuple(dict.fromkeys(names))
 
 
-def is_admin_agent(claims: Mapping, admin_agents_group: str | None = None) -> bool:
-    groups = {str(g).lower() for g in claims.get("groups") or []}
-    if admin_agents_group:
-        return admin_agents_group.lower() in groups
-    return bool(groups)
+def is_admin_agent(claims: Mapping) -> bool:
+    """Whether a Partner Center token's claims are consistent with Admin Agent membership.
+
+    The AdminAgents group has a different object id in every partner tenant, so the claims
+    cannot prove membership; Entra (or Partner Center) refuses non-members for the Partner
+    Center resource (AADSTS50105). What the claims can show is its absence: a `groups` claim
+    that is present but empty means the user is in no group at all. Without a `groups` claim
+    (not emitted, or an overage pointer) we rely on that refusal.
+    """
+    if "groups" not in claims:
+        return True
+    groups = claims.get("groups")
+    return isinstance(groups, list) and len(groups) > 0
 
 
 class Consent:

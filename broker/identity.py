@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import threading
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -64,6 +65,8 @@ _CODES: dict[int, tuple[str, str]] = {
     700016: ("the application was not found in the tenant",
              "check the client id, and that the app is multi-tenant and consented in this tenant"),
     90002: ("the tenant was not found", "check the credential's tenant id or domain"),
+    50105: ("the user is not an Admin Agent of the partner tenant",
+            "an admin in the partner tenant's AdminAgents group must consent again"),
 }
 _NEEDS_CONSENT = {"invalid_grant", "interaction_required", "consent_required", "login_required"}
 _MISCONFIGURED = {"invalid_client", "unauthorized_client"}
@@ -155,6 +158,10 @@ def classify(result: Mapping, *, flow: str = "refresh") -> BrokerError:
         )
         if 50076 in codes or 50079 in codes:
             return ConsentFailed("no-mfa", f"Sign-in without MFA: {message}.", hint=todo)
+        if 50105 in codes:
+            return ConsentFailed(
+                "not-admin-agent", f"The account is not an Admin Agent: {message}.",
+                hint="sign in with an account in the partner tenant's AdminAgents group")
         if 65001 in codes or suberror == "consent_required":
             return ConsentFailed(
                 "admin-consent-required", f"Consent is missing: {message}.",
@@ -196,6 +203,10 @@ def _authorize_error(error: str, codes: list[int]) -> ConsentFailed:
             hint="sign in as a Global Administrator and tick 'Consent on behalf of your "
                  "organization'",
         )
+    if 50105 in codes:
+        return ConsentFailed(
+            "not-admin-agent", f"The account is not an Admin Agent: {message}.",
+            hint="sign in with an account in the partner tenant's AdminAgents group")
     if error == "access_denied" and codes and 65004 in codes:
         return ConsentFailed("cancelled", "The consent was declined.",
                              hint="open the consent link again and accept the permissions")
@@ -353,12 +364,20 @@ class Identity:
               prompt: str | None = None, login_hint: str | None = None) -> dict:
         """MSAL's auth-code flow (PKCE S256, state and nonce are MSAL's)."""
         app = self._app(credential)
-        return self._guard(
-            lambda: app.initiate_auth_code_flow(
-                list(scopes), redirect_uri=redirect_uri, prompt=prompt, login_hint=login_hint,
-            ),
-            flow="refresh",
-        )
+
+        def initiate() -> dict:
+            # The code comes back in the redirect's query (MSAL warns that it prefers
+            # form_post): the consent site's callback is a GET so that its SameSite=Lax session
+            # cookie, which holds this flow, comes back with it. The code is single-use,
+            # short-lived and useless without the PKCE verifier that never leaves the server.
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="response_mode='form_post'")
+                return app.initiate_auth_code_flow(
+                    list(scopes), redirect_uri=redirect_uri, prompt=prompt,
+                    login_hint=login_hint,
+                )
+
+        return self._guard(initiate, flow="refresh")
 
     def finish(self, credential, flow: dict, params: Mapping[str, str]) -> Redemption:
         """Exchange the code for tokens; MSAL checks state, PKCE and the id token's nonce."""

@@ -94,11 +94,12 @@ class Broker:
         spec = spec.validated(now=now)
         if self._exists(spec.id):
             raise InvalidInput(errors={"id": f"A credential with id {spec.id!r} exists already."})
-        with self.leases.hold(spec.id, wait=EDIT_LEASE_WAIT):
-            if spec.client_id:
-                self.vault.write_client_secret(spec.id, spec.client_secret,
-                                               _end_of_day(spec.secret_expires_on))
-            self.vault.create_placeholder(spec, now=now)
+        # no lease: nothing rotates a credential that does not exist yet, and callers such as
+        # the importer already hold it (leases are not re-entrant)
+        if spec.client_id:
+            self.vault.write_client_secret(spec.id, spec.client_secret,
+                                           _end_of_day(spec.secret_expires_on))
+        self.vault.create_placeholder(spec, now=now)
         log.info("credential %s registered (pending consent)", spec.id)
         return self.vault.get_credential(spec.id)
 
