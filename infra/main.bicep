@@ -70,11 +70,18 @@ param operatorClientId string = ''
 @description('Tenant of the operator sign-in app registration.')
 param operatorTenantId string = tenant().tenantId
 
-@description('Paths reachable without operator sign-in: the partner admin landing page, the OAuth callback, health.')
+@description('Object id of the Entra group whose members are operators; empty: anyone the operator app lets in.')
+param operatorGroupId string = ''
+
+@description('App role of the operator app that makes a user an operator; empty: not checked.')
+param operatorRole string = ''
+
+@description('Paths reachable without operator sign-in: the partner admin pages, the OAuth callback, health.')
 param publicPaths array = [
   '/healthz'
   '/invite/*'
   '/consent/callback'
+  '/consent/done'
   '/static/*'
 ]
 
@@ -89,8 +96,11 @@ param partnerCenterUrl string = 'https://api.partnercenter.microsoft.com'
 param rotateAfterDays int = 10
 param tokenLifetimeDays int = 90
 
-@description('NCRONTAB schedule of the rotation timer (six fields, UTC).')
-param rotateSchedule string = '0 0 2 * * *'
+@description('NCRONTAB schedule of the nightly due-scan that queues rotations (six fields, UTC).')
+param rotateSchedule string = '0 0 1 * * *'
+
+@description('NCRONTAB schedule of the daily end-to-end validation of every active credential.')
+param validateSchedule string = '0 30 5 * * *'
 
 @secure()
 @description('Webhook for alerts. May itself be a Key Vault reference: @Microsoft.KeyVault(SecretUri=...).')
@@ -216,6 +226,8 @@ module web 'modules/webapp.bicep' = {
     operatorAuth: operatorAuth
     operatorClientId: operatorClientId
     operatorTenantId: operatorTenantId
+    operatorGroupId: operatorGroupId
+    operatorRole: operatorRole
     publicPaths: publicPaths
     cpvClientId: cpvClientId
     authorityHost: authorityHost
@@ -223,6 +235,7 @@ module web 'modules/webapp.bicep' = {
     rotateAfterDays: rotateAfterDays
     tokenLifetimeDays: tokenLifetimeDays
     rotateSchedule: rotateSchedule
+    validateSchedule: validateSchedule
     notifyWebhookUrl: notifyWebhookUrl
     smtpUrl: smtpUrl
     notifyEmail: notifyEmail
@@ -249,6 +262,7 @@ module functionApp 'modules/functionapp.bicep' = {
     rotateAfterDays: rotateAfterDays
     tokenLifetimeDays: tokenLifetimeDays
     rotateSchedule: rotateSchedule
+    validateSchedule: validateSchedule
     notifyWebhookUrl: notifyWebhookUrl
     smtpUrl: smtpUrl
     notifyEmail: notifyEmail

@@ -21,7 +21,8 @@ param authorityHost string = 'https://login.microsoftonline.com'
 param partnerCenterUrl string = 'https://api.partnercenter.microsoft.com'
 param rotateAfterDays int = 10
 param tokenLifetimeDays int = 90
-param rotateSchedule string = '0 0 2 * * *'
+param rotateSchedule string = '0 0 1 * * *'
+param validateSchedule string = '0 30 5 * * *'
 
 @secure()
 param notifyWebhookUrl string = ''
@@ -61,6 +62,7 @@ var appSettings = {
   BROKER_ROTATE_AFTER_DAYS: string(rotateAfterDays)
   BROKER_TOKEN_LIFETIME_DAYS: string(tokenLifetimeDays)
   BROKER_ROTATE_SCHEDULE: rotateSchedule
+  BROKER_VALIDATE_SCHEDULE: validateSchedule
   BROKER_NOTIFY_WEBHOOK_URL: notifyWebhookUrl
   BROKER_SMTP_URL: smtpUrl
   BROKER_NOTIFY_EMAIL: notifyEmail

@@ -23,10 +23,13 @@ param publicUrl string
 param operatorAuth string = 'easyauth'
 param operatorClientId string = ''
 param operatorTenantId string = tenant().tenantId
+param operatorGroupId string = ''
+param operatorRole string = ''
 param publicPaths array = [
   '/healthz'
   '/invite/*'
   '/consent/callback'
+  '/consent/done'
   '/static/*'
 ]
 
@@ -35,7 +38,8 @@ param authorityHost string = 'https://login.microsoftonline.com'
 param partnerCenterUrl string = 'https://api.partnercenter.microsoft.com'
 param rotateAfterDays int = 10
 param tokenLifetimeDays int = 90
-param rotateSchedule string = '0 0 2 * * *'
+param rotateSchedule string = '0 0 1 * * *'
+param validateSchedule string = '0 30 5 * * *'
 
 @secure()
 param notifyWebhookUrl string = ''
@@ -69,11 +73,18 @@ var appSettings = {
   BROKER_ROTATE_AFTER_DAYS: string(rotateAfterDays)
   BROKER_TOKEN_LIFETIME_DAYS: string(tokenLifetimeDays)
   BROKER_ROTATE_SCHEDULE: rotateSchedule
+  BROKER_VALIDATE_SCHEDULE: validateSchedule
   BROKER_NOTIFY_WEBHOOK_URL: notifyWebhookUrl
   BROKER_SMTP_URL: smtpUrl
   BROKER_NOTIFY_EMAIL: notifyEmail
   BROKER_OPERATOR_AUTH: operatorAuth
-  // read by App Service Authentication (easyauth mode) as the operator app's client secret
+  BROKER_OPERATOR_TENANT_ID: operatorTenantId
+  BROKER_OPERATOR_CLIENT_ID: operatorClientId
+  BROKER_OPERATOR_GROUP_ID: operatorGroupId
+  BROKER_OPERATOR_ROLE: operatorRole
+  // the operator app's client secret: the site reads it in entra mode, App Service
+  // Authentication (under the name it is given below) in easyauth mode
+  BROKER_OPERATOR_CLIENT_SECRET: '@Microsoft.KeyVault(SecretUri=${keyVaultUri}secrets/operator-client-secret)'
   MICROSOFT_PROVIDER_AUTHENTICATION_SECRET: '@Microsoft.KeyVault(SecretUri=${keyVaultUri}secrets/operator-client-secret)'
 }
 

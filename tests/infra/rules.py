@@ -35,6 +35,7 @@ from tests.infra.bicep import (
 
 INFRA = Path(__file__).resolve().parents[2] / "infra"
 AZURE_YAML = INFRA.parent / "azure.yaml"
+FUNCTION_APP = INFRA.parent / "function_app.py"
 
 # The only roles the broker may hand out, by role definition GUID (built-in roles).
 ROLES = {
@@ -76,8 +77,19 @@ CONTRACT_SETTINGS = (
 VAULT_SECRETS = {
     "BROKER_CPV_CLIENT_SECRET": "cpv-client-secret",
     "BROKER_SECRET_KEY": "broker-secret-key",
+    "BROKER_OPERATOR_CLIENT_SECRET": "operator-client-secret",
+    "MICROSOFT_PROVIDER_AUTHENTICATION_SECRET": "operator-client-secret",
 }
-PUBLIC_PATHS = ("/healthz", "/invite/*", "/consent/callback")
+# what the consent site needs on top (broker/settings.py reads the operator settings)
+WEB_SETTINGS = (
+    "BROKER_OPERATOR_AUTH",
+    "BROKER_OPERATOR_TENANT_ID",
+    "BROKER_OPERATOR_CLIENT_ID",
+    "BROKER_OPERATOR_CLIENT_SECRET",
+    "MICROSOFT_PROVIDER_AUTHENTICATION_SECRET",
+)
+# the partner admin's pages (invite landing, consent callback and done), health, static files
+PUBLIC_PATHS = ("/healthz", "/invite/*", "/consent/callback", "/consent/done")
 STARTUP_COMMAND = 'gunicorn --bind=0.0.0.0 --timeout 120 "consent_web:create_app()"'
 NEAR_EXPIRY_EVENTS = {"Microsoft.KeyVault.SecretNearExpiry", "Microsoft.KeyVault.SecretExpired"}
 OUTPUTS = (
@@ -133,6 +145,8 @@ def load(overrides: dict[str, str] | None = None) -> Templates:
         if path.is_file() and path.suffix in (".bicep", ".json"):
             texts[path.relative_to(INFRA).as_posix()] = path.read_text(encoding="utf-8")
     texts["../azure.yaml"] = AZURE_YAML.read_text(encoding="utf-8")
+    if FUNCTION_APP.exists():
+        texts["../function_app.py"] = FUNCTION_APP.read_text(encoding="utf-8")
     texts.update(overrides)
     bicep = {
         name: parse(text, INFRA / name) for name, text in texts.items() if name.endswith(".bicep")
@@ -395,7 +409,7 @@ def web_app_problems(t: Templates) -> list[str]:
             problems.append("the web app does not run Python 3.11 on Linux")
         if _lit(file, site.get("properties.siteConfig.appCommandLine")) != STARTUP_COMMAND:
             problems.append("the web app's startup command is not the gunicorn app factory")
-        problems += _settings_problems(file, site, (*CONTRACT_SETTINGS, "BROKER_OPERATOR_AUTH"))
+        problems += _settings_problems(file, site, (*CONTRACT_SETTINGS, *WEB_SETTINGS))
         settings = app_settings(file, site)
         if _lit(file, settings.get("SCM_DO_BUILD_DURING_DEPLOYMENT"), default="") != "true":
             problems.append(
@@ -693,6 +707,36 @@ def checkov_skip_problems(t: Templates) -> list[str]:
     return problems
 
 
+def function_binding_problems(t: Templates) -> list[str]:
+    """What function_app.py binds to exists: its %SETTINGS%, its queues, the Event Grid target."""
+    code = t.texts.get("../function_app.py")
+    if code is None:
+        return []
+    problems = []
+    sites = _function_sites(t)
+    settings = app_settings(*sites[0]) if sites else {}
+    for name in sorted(set(re.findall(r"%([A-Za-z_][A-Za-z0-9_]*)%", code))):
+        if name not in settings:
+            problems.append(f"function_app.py reads %{name}%, which the function app does not set")
+    queues = {
+        _lit(f, q.get("name"), "")
+        for f, q in t.resources("Microsoft.Storage/storageAccounts/queueServices/queues")
+    }
+    constants = dict(re.findall(r"^([A-Z_]+)\s*=\s*\"([a-z0-9-]+)\"", code, flags=re.M))
+    for ref in re.findall(r"queue_name\s*=\s*(\"[a-z0-9-]+\"|[A-Z_]+)", code):
+        queue = ref.strip('"') if ref.startswith('"') else constants.get(ref, ref)
+        if queue not in queues:
+            problems.append(f"function_app.py listens on queue {queue}, which is not created")
+    functions = set(re.findall(r"@app\.event_grid_trigger\([^)]*\)\s*\ndef\s+(\w+)", code))
+    for _, sub in t.resources("Microsoft.EventGrid/systemTopics/eventSubscriptions"):
+        target = sub.get("properties.destination.properties.resourceId")
+        last = target.parts[-1] if isinstance(target, Str) and target.parts else ""
+        name = last.rsplit("/", 1)[-1] if isinstance(last, str) else ""
+        if name not in functions:
+            problems.append(f"Event Grid delivers to {name}, not an Event Grid function")
+    return problems
+
+
 RULES: dict[str, Callable[[Templates], list[str]]] = {
     "key_vault": key_vault_problems,
     "private_endpoint": private_endpoint_problems,
@@ -706,4 +750,5 @@ RULES: dict[str, Callable[[Templates], list[str]]] = {
     "outputs": output_problems,
     "template": template_problems,
     "checkov_skips": checkov_skip_problems,
+    "function_bindings": function_binding_problems,
 }

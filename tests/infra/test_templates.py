@@ -243,6 +243,21 @@ MUTATIONS = {
         "requireAuthentication: false",
         "requireAuthentication",
     ),
+    "consent_done_page_behind_sign_in": (
+        "easy_auth",
+        WEB,
+        "  '/consent/done'\n",
+        "",
+        "/consent/done",
+    ),
+    "operator_secret_in_plain_text": (
+        "web_app",
+        WEB,
+        "  BROKER_OPERATOR_CLIENT_SECRET: '@Microsoft.KeyVault(SecretUri=${keyVaultUri}secrets/"
+        "operator-client-secret)'\n",
+        "  BROKER_OPERATOR_CLIENT_SECRET: 'hunter2'\n",
+        "operator-client-secret",
+    ),
     "oauth_callback_behind_sign_in": (
         "easy_auth",
         WEB,
@@ -535,6 +550,54 @@ MUTATIONS = {
 }
 
 
+FAKE_FUNCTION_APP = """
+import azure.functions as func
+
+app = func.FunctionApp()
+QUEUE = "rotations"
+
+
+@app.timer_trigger(arg_name="timer", schedule="%BROKER_ROTATE_SCHEDULE%")
+def rotate_due(timer): ...
+
+
+@app.queue_trigger(arg_name="message", queue_name=QUEUE, connection="AzureWebJobsStorage")
+def rotate_one(message): ...
+
+
+@app.event_grid_trigger(arg_name="event")
+def secret_near_expiry(event): ...
+"""
+
+FUNCTION_APP_MUTATIONS = {
+    "a_schedule_setting_nobody_sets": (
+        'schedule="%BROKER_ROTATE_SCHEDULE%"',
+        'schedule="%BROKER_AUDIT_SCHEDULE%"',
+        "%BROKER_AUDIT_SCHEDULE%",
+    ),
+    "a_queue_nobody_creates": ('QUEUE = "rotations"', 'QUEUE = "renewals"', "renewals"),
+    "a_queue_named_inline": ("queue_name=QUEUE", 'queue_name="audit-log"', "audit-log"),
+    "event_grid_function_renamed": (
+        "def secret_near_expiry(event)",
+        "def on_expiry(event)",
+        "secret_near_expiry",
+    ),
+}
+
+
+def test_function_bindings_hold_for_a_matching_function_app():
+    assert RULES["function_bindings"](load({"../function_app.py": FAKE_FUNCTION_APP})) == []
+
+
+@pytest.mark.parametrize("mutation", sorted(FUNCTION_APP_MUTATIONS))
+def test_function_bindings_report_what_the_code_needs_and_infra_lacks(mutation):
+    old, new, expected = FUNCTION_APP_MUTATIONS[mutation]
+    assert FAKE_FUNCTION_APP.count(old) == 1
+    code = FAKE_FUNCTION_APP.replace(old, new)
+    problems = RULES["function_bindings"](load({"../function_app.py": code}))
+    assert any(expected in p for p in problems), problems
+
+
 @pytest.mark.parametrize("mutation", sorted(MUTATIONS))
 def test_rule_reports_the_regression(mutation):
     rule, path, old, new, expected = MUTATIONS[mutation]
@@ -543,4 +606,4 @@ def test_rule_reports_the_regression(mutation):
 
 
 def test_every_rule_is_proven_able_to_fail():
-    assert {m[0] for m in MUTATIONS.values()} == set(RULES)
+    assert {m[0] for m in MUTATIONS.values()} | {"function_bindings"} == set(RULES)
