@@ -1,0 +1,202 @@
+"""Operator sign-in in each mode, and the gate in front of every operator page."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+
+import pytest
+
+from consent_web.operators import OPERATOR_LIFETIME, safe_next
+from tests.unit.web_fakes import Web
+
+OPERATOR_PAGES = [
+    ("GET", "/"),
+    ("GET", "/?env=production"),
+    ("GET", "/add"),
+    ("POST", "/add"),
+    ("GET", "/credentials/contoso"),
+    ("GET", "/credentials/contoso/edit"),
+    ("POST", "/credentials/contoso/edit"),
+    ("POST", "/credentials/contoso/consent"),
+    ("POST", "/credentials/contoso/generate-token"),
+    ("POST", "/credentials/contoso/validate"),
+    ("POST", "/credentials/contoso/rotate"),
+    ("GET", "/credentials/contoso/remove"),
+    ("POST", "/credentials/contoso/remove"),
+    ("GET", "/credentials/contoso/invite"),
+    ("POST", "/credentials/contoso/invite"),
+]
+
+
+@pytest.fixture
+def web() -> Web:
+    web = Web()
+    web.broker.seed("contoso")
+    return web
+
+
+@pytest.mark.parametrize(("method", "path"), OPERATOR_PAGES)
+def test_operator_pages_need_a_signed_in_operator(web, method, path):
+    if method == "GET":
+        response = web.client.get(path)
+        assert response.status_code == 302
+        assert response.headers["Location"].startswith("/auth/login?next=")
+    else:
+        response = web.post(path)
+        assert response.status_code == 401
+        assert "Sign in" in response.text
+    assert [c for c in web.broker.calls if c[0] != "get_credential"] == []
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/auth/login", "/invite/whatever",
+                                  "/consent/callback", "/consent/done"])
+def test_public_pages_need_no_operator(web, path):
+    response = web.client.get(path)
+    assert response.status_code != 302 or "/auth/login" not in response.headers["Location"]
+    assert response.status_code < 500
+
+
+def test_printed_link_signs_in_once_and_drops_the_token_from_the_address_bar(web):
+    token = web.app.extensions["local_sign_in"].issue()
+    first = web.client.get(f"/auth/local?token={token}")
+    assert first.status_code == 302 and first.headers["Location"] == "/"
+    assert web.client.get("/").status_code == 200
+
+    other = Web(web.broker)
+    replay = other.client.get(f"/auth/local?token={token}")
+    assert replay.status_code == 403
+    assert "cannot be used" in replay.text
+    assert other.client.get("/").status_code == 302
+
+
+@pytest.mark.parametrize("token", ["", "x", "not-a-real-token-but-long-enough", "a" * 500])
+def test_wrong_sign_in_links_are_refused(web, token):
+    response = web.client.get(f"/auth/local?token={token}")
+    assert response.status_code == 403
+    assert web.client.get("/").status_code == 302
+
+
+def test_sign_in_returns_to_the_page_asked_for(web):
+    asked = web.client.get("/credentials/contoso")
+    assert asked.headers["Location"] == "/auth/login?next=/credentials/contoso"
+    web.client.get(asked.headers["Location"])
+    token = web.app.extensions["local_sign_in"].issue()
+    assert web.client.get(f"/auth/local?token={token}").headers["Location"] == \
+        "/credentials/contoso"
+
+
+@pytest.mark.parametrize("target", ["https://evil.example/", "//evil.example", "/\\evil.example",
+                                    "javascript:alert(1)", "evil", "/ok\r\nSet-Cookie: x=1", None,
+                                    "/" + "a" * 3000])
+def test_next_never_leaves_the_site(target):
+    assert safe_next(target) == "/"
+
+
+def test_a_new_link_can_be_printed_on_the_console(web):
+    printed = []
+    web.app.extensions["local_sign_in"].announce = printed.append
+    response = web.post("/auth/local/link")
+    assert response.status_code == 303
+    assert len(printed) == 1 and printed[0].startswith("http://localhost:47400/auth/local?token=")
+    assert "printed on the console" in web.client.get("/auth/login").text
+    assert web.client.get(printed[0].removeprefix("http://localhost:47400")).status_code == 302
+    assert web.client.get("/").status_code == 200
+
+
+def test_operator_session_ends_after_its_lifetime(web, monkeypatch):
+    web.sign_in()
+    assert web.client.get("/").status_code == 200
+    later = time.time() + OPERATOR_LIFETIME.total_seconds() + 60
+    monkeypatch.setattr(time, "time", lambda: later)
+    assert web.client.get("/").status_code == 302
+
+
+def test_sign_out_ends_the_session(web):
+    web.sign_in()
+    response = web.post("/auth/logout")
+    assert response.status_code == 200 and "Signed out" in response.text
+    assert web.client.get("/").status_code == 302
+
+
+def test_app_service_headers_are_ignored_outside_easyauth_mode(web):
+    headers = {"X-MS-CLIENT-PRINCIPAL-NAME": "mallory@evil.example",
+               "X-MS-CLIENT-PRINCIPAL": _principal([])}
+    assert web.client.get("/", headers=headers).status_code == 302
+
+
+def _principal(claims: list[tuple[str, str]]) -> str:
+    body = {"auth_typ": "aad", "claims": [{"typ": t, "val": v} for t, v in claims],
+            "name_typ": "name", "role_typ": "roles"}
+    return base64.b64encode(json.dumps(body).encode()).decode()
+
+
+def test_easyauth_mode_trusts_app_service_headers():
+    web = Web(operator_auth="easyauth")
+    response = web.client.get("/", headers={"X-MS-CLIENT-PRINCIPAL-NAME": "ops@fabrikam.example"})
+    assert response.status_code == 200
+    assert "ops@fabrikam.example" in response.text
+    assert web.client.get("/").status_code == 302  # no headers: not signed in
+
+
+def test_easyauth_sign_in_goes_to_app_service_login():
+    web = Web(operator_auth="easyauth")
+    response = web.client.get("/auth/login?next=/credentials/x")
+    assert response.status_code == 302
+    assert response.headers["Location"] == \
+        "/.auth/login/aad?post_login_redirect_uri=/credentials/x"
+
+
+@pytest.mark.parametrize(("claims", "status"), [
+    ([("groups", "ops-group")], 200),
+    ([("http://schemas.microsoft.com/ws/2008/06/identity/claims/role", "Broker.Operator")], 200),
+    ([("roles", "Broker.Operator")], 200),
+    ([("groups", "someone-else")], 403),
+    ([], 403),
+])
+def test_easyauth_checks_the_operator_group_or_role_when_configured(claims, status):
+    web = Web(operator_auth="easyauth", operator_group_id="ops-group",
+              operator_role="Broker.Operator")
+    response = web.client.get("/", headers={"X-MS-CLIENT-PRINCIPAL-NAME": "ops@fabrikam.example",
+                                            "X-MS-CLIENT-PRINCIPAL": _principal(claims)})
+    assert response.status_code == status
+
+
+@pytest.mark.parametrize("header", ["%%%", base64.b64encode(b"not json").decode(),
+                                    base64.b64encode(b'{"claims": 5}').decode(), ""])
+def test_easyauth_malformed_principal_is_a_403_not_a_500(header):
+    web = Web(operator_auth="easyauth", operator_group_id="ops-group")
+    response = web.client.get("/", headers={"X-MS-CLIENT-PRINCIPAL-NAME": "ops@fabrikam.example",
+                                            "X-MS-CLIENT-PRINCIPAL": header})
+    assert response.status_code == 403
+
+
+def test_local_sign_in_routes_do_not_exist_in_other_modes():
+    web = Web(operator_auth="easyauth")
+    token = web.app.extensions["local_sign_in"].issue()
+    assert web.client.get(f"/auth/local?token={token}").status_code == 404
+
+
+def test_entra_mode_without_its_settings_explains_what_to_set():
+    web = Web(operator_auth="entra", operator_tenant_id="t", operator_client_id="c",
+              operator_client_secret="s")
+    response = web.client.get("/auth/login")
+    assert response.status_code == 503
+    assert "BROKER_OPERATOR_GROUP_ID or BROKER_OPERATOR_ROLE" in response.text
+
+
+def test_entra_mode_offers_microsoft_sign_in():
+    web = Web(operator_auth="entra", operator_tenant_id="t", operator_client_id="c",
+              operator_client_secret="s", operator_group_id="g")
+    page = web.client.get("/auth/login")
+    assert page.status_code == 200 and "Sign in with Microsoft" in page.text
+
+
+@pytest.mark.parametrize("query", ["", "?state=x&code=y", "?error=access_denied"])
+def test_entra_callback_without_a_started_sign_in_is_a_400(query):
+    web = Web(operator_auth="entra", operator_tenant_id="t", operator_client_id="c",
+              operator_client_secret="s", operator_group_id="g")
+    response = web.client.get(f"/auth/callback{query}")
+    assert response.status_code == 400
+    assert "Sign in again" in response.text
