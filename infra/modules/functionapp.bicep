@@ -46,27 +46,84 @@ param instanceMemoryMB int = 2048
 
 // Flex Consumption sets FUNCTIONS_WORKER_RUNTIME and FUNCTIONS_EXTENSION_VERSION itself and
 // rejects them as app settings; the runtime comes from functionAppConfig.runtime below.
-var appSettings = {
-  AzureWebJobsStorage__accountName: storage.name
-  AzureWebJobsStorage__credential: 'managedidentity'
-  AzureWebJobsStorage__blobServiceUri: storage.properties.primaryEndpoints.blob
-  AzureWebJobsStorage__queueServiceUri: storage.properties.primaryEndpoints.queue
-  APPLICATIONINSIGHTS_CONNECTION_STRING: applicationInsights.properties.ConnectionString
-  BROKER_VAULT_URL: keyVaultUri
-  BROKER_AUTHORITY_HOST: authorityHost
-  BROKER_CPV_CLIENT_ID: cpvClientId
-  BROKER_CPV_CLIENT_SECRET: '@Microsoft.KeyVault(SecretUri=${keyVaultUri}secrets/cpv-client-secret)'
-  BROKER_SECRET_KEY: '@Microsoft.KeyVault(SecretUri=${keyVaultUri}secrets/broker-secret-key)'
-  BROKER_PUBLIC_URL: publicUrl
-  BROKER_PARTNER_CENTER_URL: partnerCenterUrl
-  BROKER_ROTATE_AFTER_DAYS: string(rotateAfterDays)
-  BROKER_TOKEN_LIFETIME_DAYS: string(tokenLifetimeDays)
-  BROKER_ROTATE_SCHEDULE: rotateSchedule
-  BROKER_VALIDATE_SCHEDULE: validateSchedule
-  BROKER_NOTIFY_WEBHOOK_URL: notifyWebhookUrl
-  BROKER_SMTP_URL: smtpUrl
-  BROKER_NOTIFY_EMAIL: notifyEmail
-}
+var appSettings = [
+  {
+    name: 'AzureWebJobsStorage__accountName'
+    value: storage.name
+  }
+  {
+    name: 'AzureWebJobsStorage__credential'
+    value: 'managedidentity'
+  }
+  {
+    name: 'AzureWebJobsStorage__blobServiceUri'
+    value: storage.properties.primaryEndpoints.blob
+  }
+  {
+    name: 'AzureWebJobsStorage__queueServiceUri'
+    value: storage.properties.primaryEndpoints.queue
+  }
+  {
+    name: 'APPLICATIONINSIGHTS_CONNECTION_STRING'
+    value: applicationInsights.properties.ConnectionString
+  }
+  {
+    name: 'BROKER_VAULT_URL'
+    value: keyVaultUri
+  }
+  {
+    name: 'BROKER_AUTHORITY_HOST'
+    value: authorityHost
+  }
+  {
+    name: 'BROKER_CPV_CLIENT_ID'
+    value: cpvClientId
+  }
+  {
+    name: 'BROKER_CPV_CLIENT_SECRET'
+    value: '@Microsoft.KeyVault(SecretUri=${keyVaultUri}secrets/cpv-client-secret)'
+  }
+  {
+    name: 'BROKER_SECRET_KEY'
+    value: '@Microsoft.KeyVault(SecretUri=${keyVaultUri}secrets/broker-secret-key)'
+  }
+  {
+    name: 'BROKER_PUBLIC_URL'
+    value: publicUrl
+  }
+  {
+    name: 'BROKER_PARTNER_CENTER_URL'
+    value: partnerCenterUrl
+  }
+  {
+    name: 'BROKER_ROTATE_AFTER_DAYS'
+    value: string(rotateAfterDays)
+  }
+  {
+    name: 'BROKER_TOKEN_LIFETIME_DAYS'
+    value: string(tokenLifetimeDays)
+  }
+  {
+    name: 'BROKER_ROTATE_SCHEDULE'
+    value: rotateSchedule
+  }
+  {
+    name: 'BROKER_VALIDATE_SCHEDULE'
+    value: validateSchedule
+  }
+  {
+    name: 'BROKER_NOTIFY_WEBHOOK_URL'
+    value: notifyWebhookUrl
+  }
+  {
+    name: 'BROKER_SMTP_URL'
+    value: smtpUrl
+  }
+  {
+    name: 'BROKER_NOTIFY_EMAIL'
+    value: notifyEmail
+  }
+]
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
   name: storageAccountName
@@ -110,10 +167,7 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
     httpsOnly: true
     virtualNetworkSubnetId: empty(subnetId) ? null : subnetId
     siteConfig: {
-      appSettings: [for setting in items(appSettings): {
-        name: setting.key
-        value: setting.value
-      }]
+      appSettings: appSettings
       minTlsVersion: '1.2'
       ftpsState: 'Disabled'
       http20Enabled: true

@@ -56,37 +56,118 @@ var easyAuth = operatorAuth == 'easyauth'
 // the Free and Shared tiers cannot keep a site warm
 var alwaysOn = planSku != 'F1' && planSku != 'D1'
 
-var appSettings = {
-  SCM_DO_BUILD_DURING_DEPLOYMENT: 'true'
-  AzureWebJobsStorage__accountName: storage.name
-  AzureWebJobsStorage__credential: 'managedidentity'
-  AzureWebJobsStorage__blobServiceUri: storage.properties.primaryEndpoints.blob
-  AzureWebJobsStorage__queueServiceUri: storage.properties.primaryEndpoints.queue
-  APPLICATIONINSIGHTS_CONNECTION_STRING: applicationInsights.properties.ConnectionString
-  BROKER_VAULT_URL: keyVaultUri
-  BROKER_AUTHORITY_HOST: authorityHost
-  BROKER_CPV_CLIENT_ID: cpvClientId
-  BROKER_CPV_CLIENT_SECRET: '@Microsoft.KeyVault(SecretUri=${keyVaultUri}secrets/cpv-client-secret)'
-  BROKER_SECRET_KEY: '@Microsoft.KeyVault(SecretUri=${keyVaultUri}secrets/broker-secret-key)'
-  BROKER_PUBLIC_URL: publicUrl
-  BROKER_PARTNER_CENTER_URL: partnerCenterUrl
-  BROKER_ROTATE_AFTER_DAYS: string(rotateAfterDays)
-  BROKER_TOKEN_LIFETIME_DAYS: string(tokenLifetimeDays)
-  BROKER_ROTATE_SCHEDULE: rotateSchedule
-  BROKER_VALIDATE_SCHEDULE: validateSchedule
-  BROKER_NOTIFY_WEBHOOK_URL: notifyWebhookUrl
-  BROKER_SMTP_URL: smtpUrl
-  BROKER_NOTIFY_EMAIL: notifyEmail
-  BROKER_OPERATOR_AUTH: operatorAuth
-  BROKER_OPERATOR_TENANT_ID: operatorTenantId
-  BROKER_OPERATOR_CLIENT_ID: operatorClientId
-  BROKER_OPERATOR_GROUP_ID: operatorGroupId
-  BROKER_OPERATOR_ROLE: operatorRole
+var appSettings = [
+  {
+    name: 'SCM_DO_BUILD_DURING_DEPLOYMENT'
+    value: 'true'
+  }
+  {
+    name: 'AzureWebJobsStorage__accountName'
+    value: storage.name
+  }
+  {
+    name: 'AzureWebJobsStorage__credential'
+    value: 'managedidentity'
+  }
+  {
+    name: 'AzureWebJobsStorage__blobServiceUri'
+    value: storage.properties.primaryEndpoints.blob
+  }
+  {
+    name: 'AzureWebJobsStorage__queueServiceUri'
+    value: storage.properties.primaryEndpoints.queue
+  }
+  {
+    name: 'APPLICATIONINSIGHTS_CONNECTION_STRING'
+    value: applicationInsights.properties.ConnectionString
+  }
+  {
+    name: 'BROKER_VAULT_URL'
+    value: keyVaultUri
+  }
+  {
+    name: 'BROKER_AUTHORITY_HOST'
+    value: authorityHost
+  }
+  {
+    name: 'BROKER_CPV_CLIENT_ID'
+    value: cpvClientId
+  }
+  {
+    name: 'BROKER_CPV_CLIENT_SECRET'
+    value: '@Microsoft.KeyVault(SecretUri=${keyVaultUri}secrets/cpv-client-secret)'
+  }
+  {
+    name: 'BROKER_SECRET_KEY'
+    value: '@Microsoft.KeyVault(SecretUri=${keyVaultUri}secrets/broker-secret-key)'
+  }
+  {
+    name: 'BROKER_PUBLIC_URL'
+    value: publicUrl
+  }
+  {
+    name: 'BROKER_PARTNER_CENTER_URL'
+    value: partnerCenterUrl
+  }
+  {
+    name: 'BROKER_ROTATE_AFTER_DAYS'
+    value: string(rotateAfterDays)
+  }
+  {
+    name: 'BROKER_TOKEN_LIFETIME_DAYS'
+    value: string(tokenLifetimeDays)
+  }
+  {
+    name: 'BROKER_ROTATE_SCHEDULE'
+    value: rotateSchedule
+  }
+  {
+    name: 'BROKER_VALIDATE_SCHEDULE'
+    value: validateSchedule
+  }
+  {
+    name: 'BROKER_NOTIFY_WEBHOOK_URL'
+    value: notifyWebhookUrl
+  }
+  {
+    name: 'BROKER_SMTP_URL'
+    value: smtpUrl
+  }
+  {
+    name: 'BROKER_NOTIFY_EMAIL'
+    value: notifyEmail
+  }
+  {
+    name: 'BROKER_OPERATOR_AUTH'
+    value: operatorAuth
+  }
+  {
+    name: 'BROKER_OPERATOR_TENANT_ID'
+    value: operatorTenantId
+  }
+  {
+    name: 'BROKER_OPERATOR_CLIENT_ID'
+    value: operatorClientId
+  }
+  {
+    name: 'BROKER_OPERATOR_GROUP_ID'
+    value: operatorGroupId
+  }
+  {
+    name: 'BROKER_OPERATOR_ROLE'
+    value: operatorRole
+  }
   // the operator app's client secret: the site reads it in entra mode, App Service
   // Authentication (under the name it is given below) in easyauth mode
-  BROKER_OPERATOR_CLIENT_SECRET: '@Microsoft.KeyVault(SecretUri=${keyVaultUri}secrets/operator-client-secret)'
-  MICROSOFT_PROVIDER_AUTHENTICATION_SECRET: '@Microsoft.KeyVault(SecretUri=${keyVaultUri}secrets/operator-client-secret)'
-}
+  {
+    name: 'BROKER_OPERATOR_CLIENT_SECRET'
+    value: '@Microsoft.KeyVault(SecretUri=${keyVaultUri}secrets/operator-client-secret)'
+  }
+  {
+    name: 'MICROSOFT_PROVIDER_AUTHENTICATION_SECRET'
+    value: '@Microsoft.KeyVault(SecretUri=${keyVaultUri}secrets/operator-client-secret)'
+  }
+]
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
   name: storageAccountName
@@ -129,10 +210,7 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
     clientAffinityEnabled: false
     virtualNetworkSubnetId: empty(subnetId) ? null : subnetId
     siteConfig: {
-      appSettings: [for setting in items(appSettings): {
-        name: setting.key
-        value: setting.value
-      }]
+      appSettings: appSettings
       linuxFxVersion: 'PYTHON|3.11'
       appCommandLine: startupCommand
       minTlsVersion: '1.2'

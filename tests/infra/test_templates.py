@@ -39,6 +39,11 @@ def test_rules_read_every_template_in_infra():
     assert len(on_disk) >= 9
 
 
+def setting_block(name: str) -> re.Pattern[str]:
+    """The `{ name: '<name>' value: ... }` entry of an appSettings array, to cut it out."""
+    return re.compile(rf"  \{{\n    name: '{name}'\n    value: [^\n]*\n  \}}\n")
+
+
 KV = "modules/keyvault.bicep"
 NET = "modules/network.bicep"
 FUNC = "modules/functionapp.bicep"
@@ -159,7 +164,7 @@ MUTATIONS = {
     "function_app_loses_a_contract_setting": (
         "function_app",
         FUNC,
-        "  BROKER_SMTP_URL: smtpUrl\n",
+        setting_block("BROKER_SMTP_URL"),
         "",
         "BROKER_SMTP_URL",
     ),
@@ -180,8 +185,8 @@ MUTATIONS = {
     "storage_reached_with_a_key": (
         "function_app",
         FUNC,
-        "AzureWebJobsStorage__credential: 'managedidentity'",
-        "AzureWebJobsStorage__credential: 'connectionstring'",
+        "name: 'AzureWebJobsStorage__credential'\n    value: 'managedidentity'",
+        "name: 'AzureWebJobsStorage__credential'\n    value: 'connectionstring'",
         "managed identity",
     ),
     "function_app_on_the_old_consumption_plan": (
@@ -201,15 +206,16 @@ MUTATIONS = {
     "function_app_sets_worker_runtime": (
         "function_app",
         FUNC,
-        "  BROKER_NOTIFY_EMAIL: notifyEmail\n",
-        "  BROKER_NOTIFY_EMAIL: notifyEmail\n  FUNCTIONS_WORKER_RUNTIME: 'python'\n",
+        "var appSettings = [\n",
+        "var appSettings = [\n  {\n    name: 'FUNCTIONS_WORKER_RUNTIME'\n"
+        "    value: 'python'\n  }\n",
         "FUNCTIONS_WORKER_RUNTIME",
     ),
     # web app
     "web_app_loses_operator_auth_setting": (
         "web_app",
         WEB,
-        "  BROKER_OPERATOR_AUTH: operatorAuth\n",
+        setting_block("BROKER_OPERATOR_AUTH"),
         "",
         "BROKER_OPERATOR_AUTH",
     ),
@@ -224,8 +230,8 @@ MUTATIONS = {
     "web_app_skips_the_build": (
         "web_app",
         WEB,
-        "SCM_DO_BUILD_DURING_DEPLOYMENT: 'true'",
-        "SCM_DO_BUILD_DURING_DEPLOYMENT: 'false'",
+        "name: 'SCM_DO_BUILD_DURING_DEPLOYMENT'\n    value: 'true'",
+        "name: 'SCM_DO_BUILD_DURING_DEPLOYMENT'\n    value: 'false'",
         "build",
     ),
     "web_plan_defaults_to_free": (
@@ -253,9 +259,9 @@ MUTATIONS = {
     "operator_secret_in_plain_text": (
         "web_app",
         WEB,
-        "  BROKER_OPERATOR_CLIENT_SECRET: '@Microsoft.KeyVault(SecretUri=${keyVaultUri}secrets/"
-        "operator-client-secret)'\n",
-        "  BROKER_OPERATOR_CLIENT_SECRET: 'hunter2'\n",
+        "name: 'BROKER_OPERATOR_CLIENT_SECRET'\n"
+        "    value: '@Microsoft.KeyVault(SecretUri=${keyVaultUri}secrets/operator-client-secret)'",
+        "name: 'BROKER_OPERATOR_CLIENT_SECRET'\n    value: 'hunter2'",
         "operator-client-secret",
     ),
     "oauth_callback_behind_sign_in": (
