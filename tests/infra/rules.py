@@ -21,6 +21,7 @@ from tests.infra.bicep import (
     Binary,
     Call,
     For,
+    Lambda,
     Member,
     Name,
     Node,
@@ -737,6 +738,64 @@ def function_binding_problems(t: Templates) -> list[str]:
     return problems
 
 
+def module_problems(t: Templates) -> list[str]:
+    """What a compiler would refuse between files: module paths, parameters and outputs."""
+    problems = []
+    for name, file in t.bicep.items():
+        folder = Path(name).parent
+        nodes = [v.value for v in file.vars.values()] + [o.value for o in file.outputs.values()]
+        nodes += [r.body for r in file.resources] + [m.body for m in file.modules]
+        for module in file.modules:
+            target = t.bicep.get((folder / module.path).as_posix())
+            if target is None:
+                problems.append(f"{name}: module {module.symbol} points at missing {module.path}")
+                continue
+            params = module.get("params")
+            given = set(params.items) if isinstance(params, Obj) else set()
+            for unknown in sorted(given - set(target.params)):
+                problems.append(f"{name}: module {module.symbol} passes unknown param {unknown}")
+            required = {p.name for p in target.params.values() if p.default is None}
+            for missing in sorted(required - given):
+                problems.append(f"{name}: module {module.symbol} lacks required param {missing}")
+            for node in (n for root in nodes for n in root.walk()):
+                if (
+                    isinstance(node, Member)
+                    and isinstance(node.obj, Member)
+                    and node.obj.name == "outputs"
+                    and node.obj.obj == Name(module.symbol)
+                    and node.name not in target.outputs
+                ):
+                    problems.append(f"{name}: {module.symbol}.outputs.{node.name} does not exist")
+    return problems
+
+
+def undeclared_name_problems(t: Templates) -> list[str]:
+    """Every name an expression uses is declared (a typo would only surface at `azd up`)."""
+    problems = []
+    for name, file in t.bicep.items():
+        roots: list[Node] = [v.value for v in file.vars.values()]
+        roots += [o.value for o in file.outputs.values()]
+        roots += [p.default for p in file.params.values() if p.default is not None]
+        for decl in [*file.resources, *file.modules]:
+            roots.append(decl.body)
+            roots += [n for n in (decl.condition, decl.loop) if n is not None]
+        declared = set(file.params) | set(file.vars)
+        declared |= {r.symbol for r in file.resources} | {m.symbol for m in file.modules}
+        for root in roots:
+            for node in root.walk():
+                if isinstance(node, For):
+                    declared |= set(node.targets)
+                elif isinstance(node, Lambda):
+                    declared |= set(node.params)
+        functions = {id(n.func) for root in roots for n in root.walk() if isinstance(n, Call)}
+        for root in roots:
+            for node in root.walk():
+                called = id(node) in functions
+                if isinstance(node, Name) and not called and node.id not in declared:
+                    problems.append(f"{name}: {node.id} is not declared")
+    return sorted(set(problems))
+
+
 RULES: dict[str, Callable[[Templates], list[str]]] = {
     "key_vault": key_vault_problems,
     "private_endpoint": private_endpoint_problems,
@@ -751,4 +810,6 @@ RULES: dict[str, Callable[[Templates], list[str]]] = {
     "template": template_problems,
     "checkov_skips": checkov_skip_problems,
     "function_bindings": function_binding_problems,
+    "modules": module_problems,
+    "names": undeclared_name_problems,
 }

@@ -538,6 +538,49 @@ MUTATIONS = {
         "'azd-service-name': 'site'",
         "azd-service-name",
     ),
+    # modules
+    "module_given_an_unknown_parameter": (
+        "modules",
+        MAIN,
+        "    retentionInDays: brokerEnvironment",
+        "    retentionDays: brokerEnvironment",
+        "unknown param retentionDays",
+    ),
+    "module_missing_a_required_parameter": (
+        "modules",
+        MAIN,
+        "    deploymentContainerName: storage.outputs.deploymentContainerName\n",
+        "",
+        "lacks required param deploymentContainerName",
+    ),
+    "module_output_misspelled": (
+        "modules",
+        MAIN,
+        "output AZURE_KEY_VAULT_URL string = keyVault.outputs.uri",
+        "output AZURE_KEY_VAULT_URL string = keyVault.outputs.url",
+        "keyVault.outputs.url",
+    ),
+    "module_path_misspelled": (
+        "modules",
+        MAIN,
+        "'modules/eventgrid.bicep'",
+        "'modules/event-grid.bicep'",
+        "missing modules/event-grid.bicep",
+    ),
+    "role_variable_misspelled": (
+        "names",
+        ROLES,
+        "    roleDefinitionId: storageQueueDataMessageSender\n",
+        "    roleDefinitionId: storageQueueDataMessageSendr\n",
+        "storageQueueDataMessageSendr is not declared",
+    ),
+    "parameter_misspelled_in_a_condition": (
+        "names",
+        EG,
+        "= if (deploySubscription) {",
+        "= if (deploySubscriptions) {",
+        "deploySubscriptions is not declared",
+    ),
     # checkov skips
     "promised_check_skipped": (
         "checkov_skips",
