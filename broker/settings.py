@@ -16,6 +16,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from broker.errors import SettingsError
+from broker.logs import redact
 
 OPERATOR_AUTH_MODES = ("local", "entra", "easyauth")
 # set by App Service and Azure Functions in Azure only (not by `func start` or devstack)
@@ -71,7 +72,19 @@ def load_settings(environ: Mapping[str, str] | None = None, *, dotenv: bool = Tr
     if dotenv:
         values.update(_read_dotenv(Path.cwd() / ".env"))
     values.update(os.environ if environ is None else environ)
-    return _Loader(values).settings()
+    settings = _Loader(values).settings()
+    for value in (settings.cpv_client_secret, settings.operator_client_secret,
+                  settings.secret_key, _account_key(settings.storage)):
+        redact.register(value)
+    return settings
+
+
+def _account_key(connection_string: str | None) -> str | None:
+    for part in (connection_string or "").split(";"):
+        name, _, value = part.partition("=")
+        if name.strip().lower() == "accountkey":
+            return value.strip()
+    return None
 
 
 def running_in_azure(environ: Mapping[str, str] | None = None) -> bool:

@@ -159,3 +159,13 @@ def test_use_development_storage_means_azurite_defaults(env):
     storage = load_settings(env, dotenv=False).storage
     assert "AccountName=devstoreaccount1" in storage
     assert "BlobEndpoint=http://127.0.0.1:10000/devstoreaccount1" in storage
+
+
+def test_secret_settings_are_registered_for_redaction(env):
+    from broker.logs import redact
+
+    env.update({"BROKER_CPV_CLIENT_ID": "8a4f0c21-3b5d-4e7f-9a1c-2d3e4f5a6b7c",
+                "BROKER_CPV_CLIENT_SECRET": "cpv-secret-to-redact-42",
+                "AzureWebJobsStorage": "AccountName=a;AccountKey=c3RvcmFnZS1rZXk=;X=y"})
+    s = load_settings(env, dotenv=False)
+    assert {"cpv-secret-to-redact-42", "c3RvcmFnZS1rZXk=", s.secret_key} <= redact.registered()
