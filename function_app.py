@@ -21,6 +21,7 @@ log = logging.getLogger("function_app")
 ROTATIONS_QUEUE = "rotations"  # broker.queue.QUEUE_NAME (not imported: keeps the import light)
 POISON_QUEUE = "rotations-poison"  # the host's own "<queue>-poison"
 STORAGE_CONNECTION = "AzureWebJobsStorage"
+HTTP_LOGGER = "azure.core.pipeline.policies.http_logging_policy"
 
 _lock = threading.Lock()
 _broker = None
@@ -37,6 +38,8 @@ def _get_broker():
                 from broker.service import Broker
 
                 logs.configure()  # redaction and ids on the host's log handler
+                # the SDKs log every request at INFO: noise and cost in Application Insights
+                logging.getLogger(HTTP_LOGGER).setLevel(logging.WARNING)
                 _broker = Broker()
     return _broker
 
