@@ -119,6 +119,9 @@ def register(app: Flask, entra: Entra):
         """Show the next page this request needs, or answer the client."""
         auth: AuthRequest = p.request
         session = entra.sessions.get(p.sid)
+        if (session and session.user and auth.path.tenant
+                and session.user.tenant_id != auth.path.tenant.id):
+            p.force_login = True  # the signed-in account is not in this tenant
         if p.user is None and session and session.user and not p.force_login:
             if p.choose_account and "none" not in auth.prompts:
                 return page(p, "entra/select_account.html", account=session.user)

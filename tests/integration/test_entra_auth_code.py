@@ -296,3 +296,32 @@ def test_operator_signs_in_to_the_operator_app_with_group_claims(devstack):
     result = app.acquire_token_by_auth_code_flow(flow, response.params)
     assert seed.OPERATOR_GROUP_ID in result["id_token_claims"]["groups"]
     assert result["id_token_claims"]["tid"] == seed.CPV_TENANT_ID
+
+
+def test_sign_in_only_scopes_yield_an_id_token_without_a_consent_page(devstack):
+    app = msal.ConfidentialClientApplication(
+        seed.OPERATOR_APP_ID, client_credential=seed.OPERATOR_APP_SECRET,
+        authority=f"{devstack.authority}/{seed.CPV_TENANT_ID}", instance_discovery=False)
+    flow = app.initiate_auth_code_flow([], redirect_uri="http://127.0.0.1:5000/auth/callback",
+                                       response_mode="form_post", prompt="select_account")
+    response = sign_in(flow["auth_uri"], seed.OPERATOR_UPN, consent=False)
+    result = app.acquire_token_by_auth_code_flow(flow, response.params, scopes=[])
+    assert result["id_token_claims"]["preferred_username"] == seed.OPERATOR_UPN
+    assert "refresh_token" in result
+
+
+def test_a_session_in_another_tenant_is_not_reused(devstack):
+    browser = requests.Session()
+    operator_app = msal.ConfidentialClientApplication(
+        seed.OPERATOR_APP_ID, client_credential=seed.OPERATOR_APP_SECRET,
+        authority=f"{devstack.authority}/{seed.CPV_TENANT_ID}", instance_discovery=False)
+    flow = operator_app.initiate_auth_code_flow(
+        [], redirect_uri="http://localhost:5000/auth/callback", response_mode="form_post")
+    sign_in(flow["auth_uri"], seed.OPERATOR_UPN, session=browser)
+    # the operator's session does not sign anyone in to contoso: the sign-in page is shown
+    app = cpv_app(devstack, seed.PARTNER_TENANT_ID)
+    flow = start(app, prompt="none")
+    response = sign_in(flow["auth_uri"], seed.OPERATOR_UPN, session=browser)
+    assert response.error == "login_required"
+    with pytest.raises(SignInError, match="doesn't exist in the 'Contoso Ltd' directory"):
+        sign_in(start(app)["auth_uri"], seed.OPERATOR_UPN, session=browser)

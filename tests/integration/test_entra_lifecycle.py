@@ -16,10 +16,26 @@ from tests.support.devstack import environment, running_devstack
 CALLBACK = "http://localhost:8765/consent/callback"
 
 
+NORTHWIND_APP = "0a1b2c3d-4e5f-4a6b-8c7d-8e9f0a1b2c3d"
+NORTHWIND_AGENTS = "11111111-2222-4333-8444-555555555555"
+DIRECTORY = {
+    "tenants": [{"domain": "northwind.example", "name": "Northwind Traders",
+                 "admin_agents_group": NORTHWIND_AGENTS}],
+    "users": [{"upn": "ann@northwind.example", "name": "Ann", "admin_agent": True,
+               "roles": ["Global Administrator"]}],
+    "apps": [{"app_id": NORTHWIND_APP, "name": "Northwind Integration",
+              "tenant": "northwind.example", "redirect_uris": ["https://nw.example/cb"],
+              "secrets": [{"value": "nw-secret", "expires": "2099-01-01"}]},
+             {"app_id": seed.CPV_APP_ID,
+              "redirect_uris": ["https://broker.example/consent/callback"]}],
+}
+
+
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    with running_devstack(tmp_path_factory.mktemp("entra-lifecycle")) as running, \
-            environment(running.env):
+    state_dir = tmp_path_factory.mktemp("entra-lifecycle")
+    (state_dir / "directory.json").write_text(json.dumps(DIRECTORY))
+    with running_devstack(state_dir) as running, environment(running.env):
         yield running
 
 
@@ -117,44 +133,33 @@ def test_faults_answer_like_entra_with_retry_after(stack, status):
     assert "access_token" not in body
 
 
-def test_refresh_tokens_survive_a_restart_and_are_stored_hashed(tmp_path):
-    with running_devstack(tmp_path) as first, environment(first.env):
-        token = consented(cpv_app(first))["refresh_token"]
-    database = (tmp_path / "entra.db").read_bytes()
-    assert token.encode() not in database
-    with running_devstack(tmp_path) as second, environment(second.env):
-        result = refresh(cpv_app(second), token)
+def test_directory_json_adds_tenants_users_apps_and_redirect_uris(stack):
+    app = msal.ConfidentialClientApplication(
+        NORTHWIND_APP, client_credential="nw-secret",
+        authority=f"{stack.authority}/northwind.example", instance_discovery=False)
+    flow = app.initiate_auth_code_flow([seed.PARTNER_CENTER_SCOPE],
+                                       redirect_uri="https://nw.example/cb",
+                                       response_mode="form_post")
+    result = app.acquire_token_by_auth_code_flow(
+        flow, sign_in(flow["auth_uri"], "ann@northwind.example").params)
+    access = json.loads(base64.urlsafe_b64decode(result["access_token"].split(".")[1] + "=="))
+    assert access["upn"] == "ann@northwind.example"
+    assert access["groups"] == [NORTHWIND_AGENTS]
+    cpv = cpv_app(stack)
+    flow = cpv.initiate_auth_code_flow([seed.PARTNER_CENTER_SCOPE],
+                                       redirect_uri="https://broker.example/consent/callback",
+                                       response_mode="form_post")
+    response = sign_in(flow["auth_uri"], seed.PARTNER_ADMIN_UPN)
+    assert response.url == "https://broker.example/consent/callback"
+
+
+def test_refresh_tokens_survive_a_restart_and_are_stored_hashed(stack):
+    """Last in this module: it stops the module's devstack and starts it again."""
+    token = consented(cpv_app(stack))["refresh_token"]
+    stack.stop()
+    stored = b"".join(p.read_bytes() for p in stack.state_dir.glob("entra.db*"))  # and WAL
+    assert stored and token.encode() not in stored
+    assert token[:40].encode() not in stored
+    with running_devstack(stack.state_dir) as again, environment(again.env):
+        result = refresh(cpv_app(again), token)
         assert "access_token" in result, result
-
-
-def test_directory_json_adds_tenants_users_apps_and_redirect_uris(tmp_path):
-    app_id = "0a1b2c3d-4e5f-4a6b-8c7d-8e9f0a1b2c3d"
-    (tmp_path / "directory.json").write_text(json.dumps({
-        "tenants": [{"domain": "northwind.example", "name": "Northwind Traders",
-                     "admin_agents_group": "11111111-2222-4333-8444-555555555555"}],
-        "users": [{"upn": "ann@northwind.example", "name": "Ann", "admin_agent": True,
-                   "roles": ["Global Administrator"]}],
-        "apps": [{"app_id": app_id, "name": "Northwind Integration",
-                  "tenant": "northwind.example", "redirect_uris": ["https://nw.example/cb"],
-                  "secrets": [{"value": "nw-secret", "expires": "2099-01-01"}]},
-                 {"app_id": seed.CPV_APP_ID,
-                  "redirect_uris": ["https://broker.example/consent/callback"]}],
-    }))
-    with running_devstack(tmp_path) as stack, environment(stack.env):
-        app = msal.ConfidentialClientApplication(
-            app_id, client_credential="nw-secret",
-            authority=f"{stack.authority}/northwind.example", instance_discovery=False)
-        flow = app.initiate_auth_code_flow([seed.PARTNER_CENTER_SCOPE],
-                                           redirect_uri="https://nw.example/cb",
-                                           response_mode="form_post")
-        result = app.acquire_token_by_auth_code_flow(
-            flow, sign_in(flow["auth_uri"], "ann@northwind.example").params)
-        access = json.loads(base64.urlsafe_b64decode(result["access_token"].split(".")[1] + "=="))
-        assert access["upn"] == "ann@northwind.example"
-        assert access["groups"] == ["11111111-2222-4333-8444-555555555555"]
-        cpv = cpv_app(stack)
-        flow = cpv.initiate_auth_code_flow([seed.PARTNER_CENTER_SCOPE],
-                                           redirect_uri="https://broker.example/consent/callback",
-                                           response_mode="form_post")
-        response = sign_in(flow["auth_uri"], seed.PARTNER_ADMIN_UPN)
-        assert response.url == "https://broker.example/consent/callback"
