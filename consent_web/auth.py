@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import warnings
 from datetime import timedelta
 from urllib.parse import quote
 
@@ -83,9 +84,13 @@ def start_entra():
     if missing := _missing_entra_settings(settings):
         return render_template("setup.html", missing=missing, problem=None), 503
     try:
-        flow = _operator_app(settings).initiate_auth_code_flow(
-            scopes=[], redirect_uri=_callback_url(settings), prompt="select_account",
-        )
+        # query mode (MSAL would prefer form_post): a cross-site POST back would arrive without
+        # the SameSite=Lax session cookie that carries this flow
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="response_mode='form_post'")
+            flow = _operator_app(settings).initiate_auth_code_flow(
+                scopes=[], redirect_uri=_callback_url(settings), prompt="select_account",
+            )
     except (requests.RequestException, ValueError) as exc:
         current_app.logger.warning("operator sign-in could not start: %s", type(exc).__name__)
         abort(503, description="The sign-in service could not be reached. Try again shortly.")

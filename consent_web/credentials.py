@@ -49,8 +49,8 @@ def add():
         except InvalidInput as exc:
             loose = form.add_errors(exc.errors)
         else:
-            flash(f"Credential {credential.id} saved; it is waiting for consent.", "success")
-            return _after_save(credential.id)
+            return _after_save(credential.id, f"Credential {credential.id} saved; it is "
+                                              "waiting for consent.")
     return render_template("credentials/form.html", form=form, editing=None, loose=loose), 400
 
 
@@ -72,9 +72,9 @@ def edit(credential_id: str):
             loose = form.add_errors(exc.errors)
         else:
             if credential.stored_status == Status.PENDING_CONSENT:
-                flash("Saved. The tenant or app changed, so an administrator must consent "
-                      "again; the previous token versions were disabled.", "info")
-                return _after_save(credential_id)
+                return _after_save(credential_id, "Saved. The tenant or app changed, so an "
+                                   "administrator must consent again; the previous token "
+                                   "versions were disabled.")
             flash("Saved. The stored refresh token stays in use.", "success")
             return redirect(url_for(".detail", credential_id=credential_id), 303)
     page = render_template("credentials/form.html", form=form, editing=existing, loose=loose)
@@ -91,7 +91,7 @@ def _fill(form: EditCredentialForm, credential) -> None:
     form.secret_expires_on.data = expires.date() if expires else None
 
 
-def _after_save(credential_id: str):
+def _after_save(credential_id: str, saved: str):
     """"Save and sign in" goes on to the authority; "Save" (or a failed start) to the detail."""
     if request.form.get("next_step") == "consent":
         try:
@@ -100,6 +100,7 @@ def _after_save(credential_id: str):
             raise
         except BrokerError as exc:
             _flash_error("The sign-in could not be started", exc)
+    flash(saved, "success")
     return redirect(url_for(".detail", credential_id=credential_id), 303)
 
 
@@ -147,9 +148,10 @@ def validate(credential_id: str):
         _flash_error("Validation failed", exc)
     else:
         if report.ok:
-            organization = f" for {report.organization}" if report.organization else ""
-            flash(f"Validated{organization}: the refresh token works and was obtained with MFA. "
-                  f"{report.message}".strip(), "success")
+            answered = f" as {report.organization}" if report.organization else ""
+            flash(f"Validation passed: the refresh token works"
+                  f"{' with MFA' if report.mfa else ''} and Partner Center answered{answered}.",
+                  "success")
         else:
             flash(f"Validation failed: {report.message}", "error")
     return redirect(url_for(".detail", credential_id=credential_id), 303)
@@ -167,8 +169,8 @@ def rotate(credential_id: str):
         _flash_error("Rotation failed", exc)
     else:
         if result.outcome == "rotated":
-            flash(f"Rotated: the refresh token was redeemed and stored as version "
-                  f"{result.version}. {result.message}".strip(), "success")
+            flash(f"Rotated: the refresh token was redeemed and the new one stored as version "
+                  f"{result.version}.", "success")
         elif result.outcome in ("skipped", "deferred"):
             flash(f"Not rotated ({result.outcome}): {result.message}", "info")
         else:

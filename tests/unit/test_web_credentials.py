@@ -219,7 +219,8 @@ def test_validate_reports_success(web):
     response = web.post("/credentials/contoso/validate")
     assert response.status_code == 303
     page = web.client.get(response.headers["Location"]).text
-    assert "Validated for Contoso Ltd: the refresh token works" in page
+    assert "Validation passed: the refresh token works with MFA and Partner Center answered " \
+           "as Contoso Ltd." in page
 
 
 def test_validate_reports_failure(web):
