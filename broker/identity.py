@@ -398,7 +398,10 @@ class Identity:
 
     def _redemption(self, result: Mapping, *, flow: str) -> Redemption:
         if "error" in result:
-            raise classify(result, flow=flow)
+            # MSAL hands back a 429's JSON body without its status or Retry-After header
+            status, retry_after = self._http.last()
+            raise classify({**result, "status_code": status, "retry_after": retry_after},
+                           flow=flow)
         refresh_token = result.get("refresh_token")
         access_token = result.get("access_token")
         if not refresh_token or not access_token:
