@@ -19,7 +19,7 @@ from werkzeug.exceptions import HTTPException
 
 from . import seed
 from .context import Context
-from .entra import directory as entra_directory
+from .entra import world
 from .tokens import TokenError
 
 AUDIENCES = (seed.PARTNER_CENTER_RESOURCE, seed.PARTNER_CENTER_RESOURCE + "/",
@@ -54,7 +54,7 @@ class PartnerCenterError(Exception):
 
 def create_app(ctx: Context) -> Flask:
     app = Flask("devstack.partner_center")
-    directory = entra_directory.load(ctx.state_dir, ctx.cpv_client_secret)
+    directory = world.load(ctx.state_dir, ctx.cpv_client_secret)
 
     @app.before_request
     def correlate():

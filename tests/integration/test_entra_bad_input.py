@@ -184,6 +184,26 @@ def test_a_flow_cannot_be_continued_from_another_browser(devstack):
     assert 'id="error-code">AADSTS50089<' in response.text
 
 
+def test_consent_cannot_be_posted_before_mfa_is_done(devstack):
+    browser = requests.Session()
+    page = browser.get(authorize_url(devstack, prompt="consent"), timeout=10)
+
+    def hidden(html: str, name: str) -> str:
+        return html.split(f'name="{name}" value="')[1].split('"')[0]
+
+    mfa = browser.post(f"{devstack.authority}/organizations/login", timeout=10, data={
+        "ctx": hidden(page.text, "ctx"), "flowToken": hidden(page.text, "flowToken"),
+        "username": seed.PARTNER_ADMIN_UPN, "password": seed.PASSWORD})
+    assert 'id="dev-otp"' in mfa.text
+    skipped = browser.post(f"{devstack.authority}/organizations/Consent/Set", timeout=10,
+                           allow_redirects=False, data={
+                               "ctx": hidden(mfa.text, "ctx"),
+                               "flowToken": hidden(mfa.text, "flowToken"),
+                               "accept": "accept", "consent_on_behalf": "on"})
+    assert skipped.status_code == 400
+    assert 'id="error-code">AADSTS50089<' in skipped.text
+
+
 @settings(max_examples=60, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.dictionaries(

@@ -10,6 +10,8 @@ import pytest
 import requests
 
 from devstack import seed
+from devstack.entra import world
+from devstack.entra.directory import DirectoryError
 from tests.support.browserless import sign_in
 from tests.support.devstack import environment, running_devstack
 
@@ -151,6 +153,20 @@ def test_directory_json_adds_tenants_users_apps_and_redirect_uris(stack):
                                        response_mode="form_post")
     response = sign_in(flow["auth_uri"], seed.PARTNER_ADMIN_UPN)
     assert response.url == "https://broker.example/consent/callback"
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    ("{not json", "not valid JSON"),
+    ('{"users": [{"upn": "bob@unknown.example"}]}', "unknown tenant 'unknown.example'"),
+    ('{"apps": [{"app_id": "nope"}]}', "'app_id' must be a GUID"),
+    ('{"apps": [{"app_id": "0a1b2c3d-4e5f-4a6b-8c7d-8e9f0a1b2c3e", '
+     '"redirect_uris": ["http://app.example/cb"]}]}', "http is only allowed for localhost"),
+    ('{"colours": []}', "unknown keys"),
+])
+def test_malformed_directory_json_names_the_problem(tmp_path, content, message):
+    (tmp_path / "directory.json").write_text(content)
+    with pytest.raises(DirectoryError, match=message):
+        world.load(tmp_path, "secret")
 
 
 def test_refresh_tokens_survive_a_restart_and_are_stored_hashed(stack):
