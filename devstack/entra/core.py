@@ -15,9 +15,8 @@ from urllib.parse import unquote_plus
 from flask import request
 
 from ..context import Context
-from . import directory as dirmod
 from . import world
-from .directory import ALL_PRINCIPALS, App, Directory, Grant, Tenant, User
+from .directory import ALL_PRINCIPALS, GUID, App, Directory, Grant, Tenant, User
 from .errors import EntraError, app_not_found, malformed, missing, tenant_not_found
 from .scopes import ResourceScopes
 from .sessions import Sessions
@@ -42,6 +41,8 @@ class TenantPath:
 
 
 class Entra:
+    """One authority: its directory, what it remembers (SQLite) and its browser sessions."""
+
     def __init__(self, ctx: Context):
         self.ctx = ctx
         self.directory: Directory = world.load(ctx.state_dir, ctx.cpv_client_secret)
@@ -86,7 +87,7 @@ class Entra:
 
     def client(self, client_id: str, path: TenantPath, error: str = "unauthorized_client") -> App:
         """The app behind `client_id`, if it can be used through this tenant path."""
-        app = self.directory.app(client_id) if dirmod.GUID.match(client_id) else None
+        app = self.directory.app(client_id) if GUID.match(client_id) else None
         if app is None or (path.tenant and not app.multi_tenant
                            and app.tenant_id != path.tenant.id):
             raise app_not_found(client_id, path.display, error)
