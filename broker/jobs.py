@@ -36,17 +36,43 @@ EXPIRY_EVENTS = (NEAR_EXPIRY, EXPIRED)
 
 def enqueue_due(broker, queue: RotationQueue, now: datetime | None = None) -> list:
     """Put one message per due credential on the queue, delayed as the broker planned (spread
-    over the night); returns the DueItems. Re-running it only adds duplicates, which are no-ops.
+    over the night); returns the DueItems enqueued. Re-running it only adds duplicates, which
+    are no-ops.
+
+    The vault's listing does not name versions, so the version each credential has now is read
+    here (a few at a time): the message then says exactly which version it means to replace.
     """
     now = now or datetime.now(UTC)
     items = broker.due(now)
-    for item in items:
-        message = RotationMessage(item.credential_id, item.version, now)
-        queue.send(message.dumps(), delay_s=item.delay_s)
+    if not items:
+        log.info("due-scan: nothing due")
+        return []
+    with ThreadPoolExecutor(max(1, min(8, len(items))), thread_name_prefix="due") as pool:
+        seen = list(pool.map(lambda item: _seen_version(broker, item), items))
+    sent = []
+    for item, version in zip(items, seen, strict=True):
+        if version is _GONE:
+            continue
+        queue.send(RotationMessage(item.credential_id, version, now).dumps(),
+                   delay_s=item.delay_s)
         log.info("enqueued %s (%s) to rotate in %.0f s", item.credential_id, item.reason,
                  item.delay_s)
-    log.info("due-scan: %d credentials enqueued on %s", len(items), getattr(queue, "name", "?"))
-    return items
+        sent.append(item)
+    log.info("due-scan: %d credentials enqueued on %s", len(sent), getattr(queue, "name", "?"))
+    return sent
+
+
+_GONE = object()
+
+
+def _seen_version(broker, item):
+    if item.version is not None:
+        return item.version
+    try:
+        latest = broker.get_credential(item.credential_id).latest
+    except CredentialNotFound:
+        return _GONE
+    return latest.version if latest is not None else None
 
 
 def rotate_message(broker, body: str | bytes):

@@ -14,7 +14,6 @@ test) and the injected faults out of everyone else's vault.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import threading
 import time
@@ -290,6 +289,8 @@ def test_rotate_due_enqueues_exactly_the_due_credentials_with_ids_and_versions_o
     messages = host.enqueued()
     assert {m.credential_id for m in messages} == due
     assert not {m.credential_id for m in messages} & (fresh | {pending})
+    for message in messages:  # the version each was seen at
+        assert message.version == broker.get_credential(message.credential_id).latest.version
     raw = [json.loads(m.dumps()) for m in messages]
     assert all(set(r) == {"credential_id", "version", "enqueued_at"} for r in raw)
     for secret in redact.registered():  # no token went onto the queue
@@ -354,25 +355,27 @@ def test_two_workers_on_one_credential_never_both_write(host, broker, consented)
     credential_id = add_consented(broker, consented, DUE_AGE_DAYS)
     host.timer("rotate_due")
     (message,) = [m for m in host.enqueued() if m.credential_id == credential_id]
-    host.queues.rotations.send(message.dumps())
-    writers = threading.Barrier(2, timeout=30)
-    # both invocations get past their own staleness check before either writes
-    original_get = broker.get_credential
+    host.queues.rotations.send(message.dumps())  # a duplicate, taken by a second invocation
+    calls: list[tuple[float, float, str]] = []
+    original = broker.rotate
 
-    def get_then_meet(cid):
-        found = original_get(cid)
-        with contextlib.suppress(threading.BrokenBarrierError):
-            writers.wait()
-        return found
+    def timed(cid, **kwargs):
+        started = time.monotonic()
+        result = original(cid, **kwargs)
+        calls.append((started, time.monotonic(), result.outcome))
+        return result
 
-    broker.get_credential = get_then_meet
+    broker.rotate = timed
+    broker.rotator.after_redeem = lambda cid: time.sleep(1.0)  # the first writer is slow
     try:
         host.drain(threads=2)
     finally:
-        del broker.get_credential
+        del broker.rotate
+        broker.rotator.after_redeem = None
+    (first, second) = sorted(calls)
+    assert second[0] < first[1]  # the two invocations really overlapped
+    assert sorted(c[2] for c in calls) == ["rotated", "skipped"]
     assert version_count(broker, credential_id) == 3
-    outcomes = sorted(d[2] for d in host.deliveries if d[0] == credential_id)
-    assert outcomes == ["completed", "completed"]
 
 
 def test_a_failing_credential_reaches_the_poison_queue_and_is_marked_error(
