@@ -103,7 +103,7 @@ def register(app: Flask, entra: Entra):
                 return fail(p, mfa_required(auth))
             if not p.otp:
                 p.otp = f"{secrets.randbelow(10 ** OTP_DIGITS):0{OTP_DIGITS}d}"
-            return page(p, "entra/mfa.html")
+            return page(p, "entra/mfa.html", protected=mfa_protected(auth))
         for wanted in auth.scopes.resources:
             if wanted.resource.requires_admin_agent and not entra.directory.is_admin_agent(user):
                 return fail(p, EntraError(50105, "access_denied",
@@ -268,7 +268,7 @@ def register(app: Flask, entra: Entra):
                 return fail(p, EntraError(50074, "access_denied",
                                           "Strong Authentication is required and the user did "
                                           "not pass the MFA challenge."))
-            return page(p, "entra/mfa.html",
+            return page(p, "entra/mfa.html", protected=mfa_protected(p.request),
                         error="You didn't enter the expected verification code. Please try "
                               "again.")
         p.mfa, p.otp = True, ""
@@ -323,6 +323,11 @@ def register(app: Flask, entra: Entra):
         return render_template("entra/lookup.html", code=code, text=CATALOG.get(code or -1))
 
     return error_page
+
+
+def mfa_protected(auth: AuthRequest) -> str:
+    names = [r.resource.name for r in auth.scopes.resources if r.resource.requires_mfa]
+    return ", ".join(names) or auth.app.name
 
 
 def _origin(uri: str) -> str:
