@@ -4,13 +4,17 @@ the environment, then the test override (`SETTINGS`, or a ready `BROKER`)."""
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import secrets
+from pathlib import Path
 from typing import Any
 
-from flask import Flask, g, render_template, request
+from flask import Flask, g, render_template, request, url_for
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import BaseConverter
 
+from broker import logs
 from consent_web import (
     auth,
     consent,
@@ -39,6 +43,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     state = site.load(test_config.pop("SETTINGS", None), test_config.pop("BROKER", None))
     app.config.from_mapping(_defaults(state))
     app.config.update(test_config)
+    if not app.testing:
+        _configure_logging()
     site.init_app(app, state)
     app.extensions["local_sign_in"] = test_config.get("LOCAL_SIGN_IN") or operators.LocalSignIn()
     app.url_map.converters["slug"] = SlugConverter
@@ -46,6 +52,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     security.init_app(app)
     errors.init_app(app)
     filters.init_app(app)
+    versions = _static_versions(app)
+    app.add_template_global(
+        lambda name: url_for("static", filename=name, v=versions.get(name)), "asset")
     app.context_processor(_template_globals)
     app.before_request(_explain_missing_settings)
     app.before_request(operators.require_operator)
@@ -57,6 +66,21 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     return app
 
 
+def _static_versions(app: Flask) -> dict[str, str]:
+    folder = Path(app.static_folder or "")
+    return {path.name: hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+            for path in folder.iterdir() if path.is_file()}
+
+
+def _configure_logging() -> None:
+    """The broker's redacting, correlated logging on the root handlers (gunicorn's included),
+    without the Azure SDK's per-request header dumps."""
+    logs.configure()
+    logging.getLogger("azure.core.pipeline.policies.http_logging_policy").setLevel(
+        logging.WARNING)
+    logging.getLogger("azure.identity").setLevel(logging.WARNING)
+
+
 def _defaults(state: site.SiteState) -> dict[str, Any]:
     settings = state.settings
     secure = bool(settings and settings.public_url.lower().startswith("https://"))
@@ -64,6 +88,8 @@ def _defaults(state: site.SiteState) -> dict[str, Any]:
         # without settings there is no stable key; the setup page needs no session anyway
         "SECRET_KEY": settings.secret_key if settings else secrets.token_urlsafe(32),
         "MAX_CONTENT_LENGTH": 64 * 1024,
+        # static URLs carry a content hash (see `asset`), so browsers may keep them a day
+        "SEND_FILE_MAX_AGE_DEFAULT": 86400,
         "PERMANENT_SESSION_LIFETIME": operators.OPERATOR_LIFETIME,
         "SESSION_COOKIE_NAME": "__Host-broker" if secure else "broker",
         "SESSION_COOKIE_SECURE": secure,

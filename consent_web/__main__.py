@@ -17,12 +17,14 @@ from werkzeug.serving import WSGIRequestHandler, make_server
 from consent_web import create_app, site
 
 DEFAULT_PORT = 47400
+access_log = logging.getLogger("consent_web.access")
 
 
 class PathOnlyRequestHandler(WSGIRequestHandler):
     def log_request(self, code="-", size="-") -> None:
         path = self.path.split("?", 1)[0]
-        self.log("info", '"%s %s" %s', self.command, path, getattr(code, "value", code))
+        access_log.info('%s "%s %s" %s', self.address_string(), self.command, path,
+                        getattr(code, "value", code))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,7 +34,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=DEFAULT_PORT,
                         help=f"port to listen on (default {DEFAULT_PORT})")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
 
     app = create_app()
     try:
@@ -46,6 +47,9 @@ def main(argv: list[str] | None = None) -> int:
           flush=True)
     with app.app_context():
         state = site.state()
+        if state.settings is not None:
+            print(f"Public URL (redirect URIs and invite links): {state.settings.public_url}",
+                  flush=True)
         if state.settings is None:
             print(f"Almost there: {state.error}. The site explains what to set.", flush=True)
         elif state.settings.operator_auth == "local":
