@@ -36,7 +36,8 @@ class Servers:
 
     def start(self) -> None:
         for server in self._servers:
-            thread = threading.Thread(target=server.serve_forever, daemon=True)
+            # a short poll interval: shutdown() waits for the loop to notice, per server
+            thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
             thread.start()
             self._threads.append(thread)
 
