@@ -227,8 +227,10 @@ def _read_secret(args: argparse.Namespace) -> str | None:
         except OSError as exc:
             raise InvalidInput(errors={"client_secret_file": f"cannot read {path}: "
                                                              f"{exc.strerror}"}) from None
-        text = data.decode("utf-8", errors="strict").strip() if len(data) <= MAX_SECRET_BYTES \
-            else ""
+        try:
+            text = data.decode("utf-8").strip() if len(data) <= MAX_SECRET_BYTES else ""
+        except UnicodeDecodeError:
+            text = ""
     elif args.client_secret_stdin:
         if sys.stdin.isatty():
             text = getpass.getpass("Client secret (not echoed): ").strip()
@@ -239,7 +241,7 @@ def _read_secret(args: argparse.Namespace) -> str | None:
         return None
     if not text or "\n" in text:
         raise InvalidInput(errors={"client_secret": "Give the client secret alone, on one line "
-                                                    "(it was empty or too long)."})
+                                                    "(it was empty, too long or not text)."})
     redact.register(text)
     return text
 

@@ -166,10 +166,10 @@ def test_no_secret_option_means_no_secret():
     assert _read_secret(secret_args()) is None
 
 
-@pytest.mark.parametrize("content", ["", "\n", "two\nlines", "x" * 20000])
-def test_an_empty_multi_line_or_huge_secret_is_refused(tmp_path, content):
+@pytest.mark.parametrize("content", [b"", b"\n", b"two\nlines", b"x" * 20000, b"\xff\xfe"])
+def test_an_empty_multi_line_huge_or_binary_secret_is_refused(tmp_path, content):
     path = tmp_path / "secret"
-    path.write_text(content)
+    path.write_bytes(content)
     with pytest.raises(InvalidInput, match="client_secret"):
         _read_secret(secret_args(client_secret_file=path))
 
@@ -196,3 +196,36 @@ def test_field_errors_name_the_flags_of_credentials_add():
 def test_an_unknown_credential_is_one_line():
     message, lines = _invalid(parse("credentials", "show", "x"), CredentialNotFound("x"))
     assert (message, lines) == ("broker: No credential with id 'x'.", [])
+
+
+# -- the documented --json shapes ------------------------------------------------------------------
+
+
+def test_credential_json_has_the_documented_keys_and_no_value():
+    from datetime import UTC, datetime, timedelta
+
+    from broker.cli_render import credential_json, version_json
+    from broker.credentials import Credential, Status, TokenVersion
+
+    now = datetime(2030, 1, 1, tzinfo=UTC)
+    version = TokenVersion(
+        version="a" * 32, secret_id="https://v/secrets/rt-c1/" + "a" * 32, created_on=now,
+        not_before=now, expires_on=now + timedelta(days=90), enabled=True,
+        tags={"status": "active", "source": "rotation", "obtained_at": now.isoformat(),
+              "consented_by": "admin@contoso.example", "mfa": "true", "roles": "Admin Agent"})
+    credential = Credential(id="c1", environment="test", product="p", marketplace="m",
+                            tenant_id="contoso.example", client_id=None,
+                            stored_status=Status.ACTIVE, secret_id="https://v/secrets/rt-c1",
+                            latest=version)
+    item = credential_json(credential, now, 30)
+    assert list(item) == [
+        "id", "environment", "product", "marketplace", "tenant_id", "model", "client_id",
+        "status", "stored_status", "secret_id", "token_obtained_at", "token_source",
+        "token_expires_on", "days_until_token_expiry", "secret_expires_on",
+        "days_until_secret_expiry", "consented_by", "mfa", "roles", "last_validated_at",
+        "last_validation"]
+    assert (item["model"], item["status"], item["days_until_token_expiry"],
+            item["token_expires_on"]) == ("cpv", "active", 90, "2030-04-01T00:00:00Z")
+    assert list(version_json(version)) == [
+        "version", "secret_id", "enabled", "status", "source", "obtained_at", "not_before",
+        "expires_on", "consented_by", "mfa", "roles", "validated_at", "validation"]
