@@ -152,7 +152,7 @@ def callback():
     if not state or not hmac.compare_digest(state, str(pending.get("state", ""))):
         return failure_page(FAILURES["state-mismatch"], credential_id, invite=invite)
     flow = flow_seal().open(pending.get("flow"), int(CONSENT_FLOW.total_seconds()))
-    if flow is None:
+    if flow is None or flow.get("broker_credential", credential_id) != credential_id:
         return failure_page(FAILURES["state-mismatch"], credential_id, invite=invite)
     try:
         result = site.get_broker().finish_consent(flow, params)

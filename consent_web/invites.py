@@ -51,9 +51,10 @@ def _invite_event(credential, invite) -> Event:
 
 @bp.get("/invite/<token>")
 def landing(token: str):
-    credential = _open(token)
-    if credential is None:
-        return _invalid()
+    try:
+        credential = _open(token)
+    except ConsentFailed as exc:
+        return _invalid(exc)
     settings = site.get_settings()
     return render_template(
         "invites/landing.html", credential=credential, token=token,
@@ -65,20 +66,18 @@ def landing(token: str):
 
 @bp.post("/invite/<token>")
 def start(token: str):
-    credential = _open(token)
-    if credential is None:
-        return _invalid()
-    return consent.start(credential.id, invite_token=token)
+    try:
+        credential = _open(token)
+        return consent.start(credential.id, invite_token=token)
+    except ConsentFailed as exc:
+        return _invalid(exc)
 
 
 def _open(token: str):
     if len(token) > MAX_TOKEN_LENGTH:
-        return None
-    try:
-        return site.get_broker().open_invite(token)
-    except ConsentFailed:
-        return None
+        raise ConsentFailed("invite-invalid", "This consent link is too long to be genuine.")
+    return site.get_broker().open_invite(token)
 
 
-def _invalid():
-    return consent.failure_page(FAILURES["invite-invalid"], None, invite=True)
+def _invalid(error: ConsentFailed):
+    return consent.failure_page(FAILURES["invite-invalid"], None, invite=True, error=error)

@@ -278,3 +278,15 @@ def test_editing_the_tenant_needs_consent_again_and_remove_deletes(site, broker)
     remove = f"/credentials/{credential_id}/remove"
     assert site.post(remove, form_page=remove).status_code == 303
     assert site.client.get(f"/credentials/{credential_id}").status_code == 404
+
+
+def test_expired_invite_link_is_refused_before_any_sign_in(site, broker):
+    credential_id = unique_id("web-exp")
+    site.post("/add", add_form(credential_id, next_step="save"), form_page="/add")
+    expired = broker.invites.create(credential_id, 1, now=datetime.now(UTC) - timedelta(hours=2))
+    path = urlsplit(expired.url).path
+    visitor = site.visitor()
+    landing = visitor.client.get(path)
+    assert landing.status_code == 404
+    assert "This consent link is not valid" in landing.text
+    assert "it has expired" in landing.text  # the broker's reason, under "Technical details"

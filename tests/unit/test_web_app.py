@@ -174,3 +174,42 @@ def test_static_files_are_served_without_sign_in_and_may_be_cached(web, name):
     with web.client.get(f"/static/{name}") as response:
         assert response.status_code == 200
         assert response.headers.get("Cache-Control") != "no-store"
+
+
+GARBAGE = ["", " ", "x" * 5000, "\x00", "<script>alert(1)</script>", "../../etc/passwd", "%",
+           "'; DROP TABLE x; --", "é🙂", "\r\nLocation: https://evil.example", "{{7*7}}",
+           "-1", "2030-02-30"]
+
+
+def _paths(app) -> list[tuple[str, str]]:
+    """Every route of the site with its placeholders filled, for every method it accepts."""
+    found = []
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint == "static":
+            continue
+        path = rule.rule.replace("<slug:credential_id>", "contoso").replace("<token>", "tok")
+        found += [(method, path) for method in sorted(rule.methods - {"HEAD", "OPTIONS"})]
+    return found
+
+
+@pytest.mark.parametrize("signed_in", [True, False])
+def test_no_route_answers_garbage_with_a_500(signed_in):
+    web = Web()
+    web.broker.seed("contoso")
+    if signed_in:
+        web.sign_in()
+    token = web.csrf_token()
+    fields = ("id", "environment", "product", "marketplace", "tenant_id", "client_id",
+              "client_secret", "secret_expires_on", "next_step", "send", "token", "next",
+              "state", "code", "error", "env")
+    for method, path in _paths(web.app):
+        for value in GARBAGE:
+            data = dict.fromkeys(fields, value)
+            query = {name: value for name in ("env", "next", "state", "code", "error", "token")}
+            if method == "GET":
+                response = web.client.get(path, query_string=query)
+            else:
+                response = web.client.post(path, data={**data, "csrf_token": token},
+                                           query_string=query)
+            assert response.status_code < 500, (method, path, value, response.status_code)
+            assert "Traceback" not in response.text
