@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from broker.credentials import Source
 from broker.errors import Conflict, ConsentFailed, CredentialNotFound, InvalidInput
 from broker.identity import ARM_SCOPE, GRAPH_SCOPE, PARTNER_CENTER_SCOPE
-from broker.logs import get_logger
+from broker.logs import bound, get_logger
 
 log = get_logger(__name__)
 
@@ -127,6 +127,11 @@ class Consent:
 
     def finish(self, flow: Mapping, params: Mapping[str, str]) -> ConsentResult:
         """Exchange the code, check tenant, MFA and Admin Agent, then store and read back."""
+        credential_id = flow.get("broker_credential") if isinstance(flow, Mapping) else None
+        with bound(credential=str(credential_id) if credential_id else None):
+            return self._finish(flow, params)
+
+    def _finish(self, flow: Mapping, params: Mapping[str, str]) -> ConsentResult:
         if not isinstance(flow, Mapping) or not flow.get("broker_credential") \
                 or not flow.get("state"):
             raise ConsentFailed("state-mismatch", "There is no consent in progress to finish.")

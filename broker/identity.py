@@ -240,8 +240,16 @@ class _RecordingHttpClient:
     status and Retry-After of the last response, which MSAL itself does not pass on."""
 
     def __init__(self) -> None:
-        self.session = requests.Session()
+        self._local = threading.local()
         self._last = threading.local()
+
+    @property
+    def session(self) -> requests.Session:
+        """One pooled session per thread (rotations run on a thread pool)."""
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = self._local.session = requests.Session()
+        return session
 
     def last(self) -> tuple[int, float | None]:
         return getattr(self._last, "status", 0), getattr(self._last, "retry_after", None)

@@ -28,12 +28,11 @@ from broker.errors import (
     AppMisconfigured,
     BrokerError,
     Conflict,
-    CredentialNotFound,
     NeedsConsent,
     TransientFailure,
 )
 from broker.identity import Redemption
-from broker.logs import get_logger
+from broker.logs import bound, correlation_id, get_logger
 from broker.pacing import TokenBucket
 
 log = get_logger(__name__)
@@ -169,6 +168,7 @@ class Rotator:
                wait: float = 0.0) -> RotationResult:
         """Rotate one credential; CredentialNotFound for an unknown id, else a result."""
         with ExitStack() as stack:
+            stack.enter_context(bound(credential=credential_id))
             try:
                 stack.enter_context(self.leases.hold(credential_id, wait=wait))
             except Conflict:
@@ -284,15 +284,15 @@ class Rotator:
         """Rotate (credential id, expected version) pairs concurrently, paced below Key Vault's
         create limit; results come back in the order given."""
         work = list(work)
+        caller = correlation_id.get()  # worker threads do not inherit the caller's context
 
         def one(item: tuple[str, str | None]) -> RotationResult:
             credential_id, expected = item
             self.bucket.take()
             try:
-                result = self.rotate(credential_id, expected_version=expected)
-            except CredentialNotFound as exc:
-                result = RotationResult(credential_id, "error", None, None, str(exc))
-            except BrokerError as exc:
+                with bound(correlation=caller):
+                    result = self.rotate(credential_id, expected_version=expected)
+            except BrokerError as exc:  # CredentialNotFound included: one bad id, one result
                 result = RotationResult(credential_id, "error", None, None, str(exc))
             if progress is not None:
                 progress(result)

@@ -24,7 +24,7 @@ from broker.errors import (
     NeedsConsent,
     TransientFailure,
 )
-from broker.logs import get_logger
+from broker.logs import bound, correlation_id, get_logger
 
 log = get_logger(__name__)
 
@@ -54,6 +54,10 @@ class Validator:
 
     def validate(self, credential_id: str) -> ValidationReport:
         """CredentialNotFound for an unknown id; otherwise always a report."""
+        with bound(credential=credential_id):
+            return self._validate(credential_id)
+
+    def _validate(self, credential_id: str) -> ValidationReport:
         checked_at = datetime.now(UTC)
         credential = self.vault.get_credential(credential_id)
         latest = credential.latest
@@ -78,6 +82,7 @@ class Validator:
                     "Another operation is writing this credential; validate again shortly.")
             credential = self.vault.get_credential(credential_id)
             latest = credential.latest
+            self.rotator.bucket.take()  # a renewal is a secret create too
             try:
                 new, redemption = self.rotator.renew(credential, latest, source=Source.ROTATION)
             except (NeedsConsent, AppMisconfigured) as exc:
@@ -105,7 +110,7 @@ class Validator:
         headers = {
             "Authorization": f"Bearer {access_token}",
             "Accept": "application/json",
-            "MS-CorrelationId": str(uuid.uuid4()),
+            "MS-CorrelationId": correlation_id.get() or str(uuid.uuid4()),
             "MS-RequestId": str(uuid.uuid4()),
         }
         try:
