@@ -40,14 +40,12 @@ def add():
     if request.method == "GET":
         return render_template("credentials/form.html", form=form, editing=None, loose=[])
     loose: list[str] = []
-    if form.validate():
-        broker = site.get_broker()
+    spec = _checked_spec(form, form.id.data or "", loose)
+    if spec is not None:
         try:
-            spec = CredentialSpec.from_mapping(form.spec_data(form.id.data or "")).validated(
-                now=now())
-            credential = broker.add_credential(spec)
+            credential = site.get_broker().add_credential(spec)
         except InvalidInput as exc:
-            loose = form.add_errors(exc.errors)
+            loose += form.add_errors(exc.errors)
         else:
             return _after_save(credential.id, f"Credential {credential.id} saved; it is "
                                               "waiting for consent.")
@@ -63,13 +61,12 @@ def edit(credential_id: str):
         _fill(form, existing)
         return render_template("credentials/form.html", form=form, editing=existing, loose=[])
     loose: list[str] = []
-    if form.validate():
+    spec = _checked_spec(form, credential_id, loose, existing=existing)
+    if spec is not None:
         try:
-            spec = CredentialSpec.from_mapping(form.spec_data(credential_id)).validated(
-                now=now(), existing=existing)
             credential = broker.edit_credential(credential_id, spec)
         except InvalidInput as exc:
-            loose = form.add_errors(exc.errors)
+            loose += form.add_errors(exc.errors)
         else:
             if credential.stored_status == Status.PENDING_CONSENT:
                 return _after_save(credential_id, "Saved. The tenant or app changed, so an "
@@ -79,6 +76,19 @@ def edit(credential_id: str):
             return redirect(url_for(".detail", credential_id=credential_id), 303)
     page = render_template("credentials/form.html", form=form, editing=existing, loose=loose)
     return page, 400
+
+
+def _checked_spec(form, credential_id: str, loose: list[str], *, existing=None):
+    """The spec if the form is valid; otherwise None, with every field's problem on the form
+    (the form's own checks and the broker's rules run together, so one round trip shows all)."""
+    form_ok = form.validate()
+    try:
+        spec = CredentialSpec.from_mapping(form.spec_data(credential_id)).validated(
+            now=now(), existing=existing)
+    except InvalidInput as exc:
+        loose += form.add_errors(exc.errors)
+        return None
+    return spec if form_ok else None
 
 
 def _fill(form: EditCredentialForm, credential) -> None:

@@ -63,14 +63,13 @@ class CredentialFields(FlaskForm):
         return data
 
     def add_errors(self, errors: Mapping[str, str]) -> list[str]:
-        """Put field errors inline; return the ones that belong to no field."""
+        """Put field errors inline (one problem per field is enough); return the ones that
+        belong to no field."""
         loose = []
         for name, message in errors.items():
             if name in self._fields and name != "csrf_token":
-                field_errors = self[name].errors
-                if not isinstance(field_errors, list):
-                    self[name].errors = field_errors = list(field_errors)
-                field_errors.append(message)
+                if not self[name].errors:
+                    self[name].errors = [message]
             else:
                 loose.append(message)
         return loose

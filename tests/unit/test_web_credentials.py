@@ -279,3 +279,12 @@ def test_remove_asks_for_confirmation_then_removes(web):
 
 def test_cpv_app_is_named_on_the_add_form(web):
     assert CPV_ID in web.client.get("/add").text
+
+
+def test_every_bad_field_is_reported_in_one_round_trip(web):
+    response = web.post("/add", valid_form(id="Bad Id", product="", marketplace="",
+                                           tenant_id="nope", secret_expires_on="not-a-date"))
+    assert response.status_code == 400
+    for field in ("id", "product", "marketplace", "tenant_id", "secret_expires_on"):
+        assert f'id="{field}-error"' in response.text
+    assert web.broker.versions_by_id == {}
