@@ -1,7 +1,8 @@
 """`python -m consent_web [--host 127.0.0.1] [--port 47400]`: serve the consent site.
 
 In `local` operator mode it prints a one-time sign-in link, like Jupyter's token. The access
-log shows paths only: query strings can carry authorization codes and sign-in tokens.
+log shows paths only (query strings carry authorization codes and sign-in tokens), and
+not the token part of invite links.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import logging
+import re
 import signal
 import sys
 
@@ -18,11 +20,12 @@ from consent_web import create_app, site
 
 DEFAULT_PORT = 47400
 access_log = logging.getLogger("consent_web.access")
+INVITE_PATH = re.compile(r"^(/invite/)[^/]+")  # an unused invite link is a capability
 
 
 class PathOnlyRequestHandler(WSGIRequestHandler):
     def log_request(self, code="-", size="-") -> None:
-        path = self.path.split("?", 1)[0]
+        path = INVITE_PATH.sub(r"\1[redacted]", self.path.split("?", 1)[0])
         access_log.info('%s "%s %s" %s', self.address_string(), self.command, path,
                         getattr(code, "value", code))
 

@@ -47,6 +47,7 @@ def assert_no_token_anywhere(reader, credential_id: str, site, *pages: Page) -> 
     secrets = [*tokens, reader.settings.cpv_client_secret]
     output = "\n".join(line for line in site.lines if "(one-time link)" not in line)
     assert "code=" not in output and "token=" not in output and "state=" not in output
+    assert not re.search(r"/invite/(?!\[redacted\])", output)
     for secret in secrets:
         assert secret not in output
         for page in pages:
