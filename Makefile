@@ -36,7 +36,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
 run: $(STAMP)
-	$(PY) -m devstack up --foreground
+	$(PY) -m broker dev
 
 test: $(STAMP) browser azurite lint
 	bash infra/check.sh
