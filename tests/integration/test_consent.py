@@ -16,6 +16,7 @@ from tests.support.broker import (
     REDIRECT_URI,
     consented_credential,
     make_broker,
+    private_devstack,
     sign_in_and_finish,
     spec,
 )
@@ -66,13 +67,16 @@ def test_the_sign_in_url_carries_pkce_state_nonce_and_the_scopes(broker):
     assert urlsplit(start.auth_url).path == f"/{seed.PARTNER_TENANT_ID}/oauth2/v2.0/authorize"
 
 
-def test_extra_scopes_are_consented_and_the_token_serves_them(broker):
-    added = broker.add_credential(spec())
-    sign_in_and_finish(broker, added.id, prompt_consent=True, scopes=[ARM_SCOPE])
-    credential = broker.get_credential(added.id)
-    token, _ = broker.vault.read_token(added.id)
-    arm = broker.identity.redeem(credential, token, scopes=[ARM_SCOPE])
-    assert arm.claims["aud"] == seed.ARM_RESOURCE
+def test_extra_scopes_are_consented_and_the_token_serves_them(devstack, tmp_path):
+    # a devstack of its own: consenting to ARM tenant-wide would change the shared one
+    with private_devstack(tmp_path / "devstack") as stack:
+        broker = make_broker(stack, tmp_path)
+        added = broker.add_credential(spec())
+        sign_in_and_finish(broker, added.id, prompt_consent=True, scopes=[ARM_SCOPE])
+        credential = broker.get_credential(added.id)
+        token, _ = broker.vault.read_token(added.id)
+        arm = broker.identity.redeem(credential, token, scopes=[ARM_SCOPE])
+        assert arm.claims["aud"] == seed.ARM_RESOURCE
 
 
 def test_bad_scopes_are_refused_before_any_sign_in(broker):

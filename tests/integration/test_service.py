@@ -17,12 +17,12 @@ from tests.support.broker import (
     RecordingNotifier,
     consented_credential,
     make_broker,
+    private_devstack,
     settings_for,
     sign_in_and_finish,
     spec,
     unique_id,
 )
-from tests.support.devstack import environment, running_devstack
 
 
 @pytest.fixture
@@ -149,7 +149,7 @@ def test_a_failing_notifier_never_fails_the_operation(devstack, tmp_path):
 
 
 def test_status_counts_cover_every_status(devstack, tmp_path):
-    with running_devstack(tmp_path / "devstack") as stack, environment(stack.env):
+    with private_devstack(tmp_path / "devstack") as stack:
         broker = make_broker(stack, tmp_path)
         consented_credential(broker)
         broker.add_credential(spec())

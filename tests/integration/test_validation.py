@@ -10,9 +10,14 @@ import pytest
 from broker.credentials import Source, Status
 from broker.errors import CredentialNotFound
 from devstack import seed
-from tests.support.broker import REDIRECT_URI, consented_credential, make_broker, spec
+from tests.support.broker import (
+    REDIRECT_URI,
+    consented_credential,
+    make_broker,
+    private_devstack,
+    spec,
+)
 from tests.support.browserless import auth_response, complete_sign_in
-from tests.support.devstack import environment, running_devstack
 
 
 @pytest.fixture
@@ -52,7 +57,13 @@ def test_an_unknown_credential_is_bad_input(broker):
         broker.validate("no-such-credential-here")
 
 
-def test_a_token_obtained_without_mfa_fails_and_asks_for_consent(broker):
+def test_a_token_obtained_without_mfa_fails_and_asks_for_consent(devstack, tmp_path):
+    # a devstack of its own: the Graph sign-in below consents to Graph tenant-wide
+    with private_devstack(tmp_path / "devstack") as stack:
+        check_a_token_without_mfa(make_broker(stack, tmp_path))
+
+
+def check_a_token_without_mfa(broker):
     credential = consented_credential(broker)
     # an old token from before MFA: signed in for Microsoft Graph only, which needs no MFA
     graph = f"{seed.GRAPH_RESOURCE}/User.Read"
@@ -96,7 +107,7 @@ def test_a_busy_credential_is_reported_not_waited_on_forever(broker):
 
 
 def test_a_revoked_grant_fails_validation_and_needs_consent(devstack, tmp_path):
-    with running_devstack(tmp_path / "devstack") as stack, environment(stack.env):
+    with private_devstack(tmp_path / "devstack") as stack:
         broker = make_broker(stack, tmp_path)
         credential = consented_credential(broker)
         stack.revoke(seed.PARTNER_ADMIN_UPN)
