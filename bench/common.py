@@ -48,6 +48,7 @@ def devstack(*args: str, state_dir: Path | None = None) -> Iterator[dict[str, st
     with contextlib.ExitStack() as stack:
         if state_dir is None:
             state_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-")))
+        state_dir.mkdir(parents=True, exist_ok=True)
         env_file = state_dir / ENV_FILE
         env_file.unlink(missing_ok=True)
         log = stack.enter_context(open(state_dir / "devstack.log", "ab"))

@@ -99,7 +99,6 @@ class BlobLeases:
             raise ValueError("blob leases last 15 to 60 seconds")
         self.lease_seconds = lease_seconds
         self.container = service.get_container_client(container)
-        self._container_ready = False
 
     @classmethod
     def from_settings(cls, settings: Settings) -> BlobLeases:
@@ -152,14 +151,19 @@ class BlobLeases:
             raise
 
     def _create_blob(self, blob: Any) -> None:
-        from azure.core.exceptions import ResourceExistsError
+        """Create the credential's lease blob, and the container only if it is missing: in
+        Azure the template creates it and the apps' roles are scoped to it, so asking to
+        create it anyway would be refused with 403."""
+        from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 
-        if not self._container_ready:
+        try:
+            with contextlib.suppress(ResourceExistsError):
+                blob.upload_blob(b"", overwrite=False)
+        except ResourceNotFoundError:  # ContainerNotFound
             with contextlib.suppress(ResourceExistsError):
                 self.container.create_container()
-            self._container_ready = True
-        with contextlib.suppress(ResourceExistsError):
-            blob.upload_blob(b"", overwrite=False)
+            with contextlib.suppress(ResourceExistsError):
+                blob.upload_blob(b"", overwrite=False)
 
 
 @contextlib.contextmanager

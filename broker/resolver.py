@@ -1,10 +1,11 @@
 """The consumer API: refresh and access tokens by Key Vault secret identifier URL.
 
 Consumers call this on every request, so a cached answer costs a dict lookup and a clock
-compare, with no lock. An entry is fresh for 3/4 of its life; the first call after that starts
-one background refresh and keeps answering from the cache, so callers only wait when an entry
-has fully expired (or was never fetched). One fetch per key is ever in flight; concurrent
-callers of a cold key wait for that one fetch.
+compare, with no lock. An entry is fresh for one refresh interval, so a process makes at most
+one vault request per interval per secret; the first call after that starts one background
+refresh and keeps answering from the cache for up to a quarter interval more, so callers only
+wait when an entry has gone unused past that (or was never fetched). One fetch per key is
+ever in flight; concurrent callers of a cold key wait for that one fetch.
 
 Consumers hold read-only roles: nothing here writes to the vault. The new refresh token that
 Entra returns with each access token is dropped; rotation is the broker's job.
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
 
     from broker.settings import Settings
 
-FRESH_FRACTION = 0.75  # of an entry's life; the rest is the window for a background refresh
+STALE_FRACTION = 0.25  # of the interval: how long a due entry is still served while it refreshes
 RETRY_AFTER_FAILURE = 5.0  # seconds before a failed background refresh is tried again
 ACCESS_TOKEN_MARGIN = 300.0  # refresh access tokens this long before Entra's expiry
 MSAL_TIMEOUT = 30.0
@@ -178,8 +179,8 @@ class TokenResolver:
             raise NeedsConsent(f"{credential_id} has no consented token yet.")
         redact.register(secret.value)
         now = monotonic()
-        return _Entry(secret.value, now + self.refresh_interval * FRESH_FRACTION,
-                      now + self.refresh_interval, tags)
+        return _Entry(secret.value, now + self.refresh_interval,
+                      now + self.refresh_interval * (1 + STALE_FRACTION), tags)
 
     def _fetch_access(self, url: str, scope: str) -> _Entry:
         stored = self._secret_entry(url, RT_PREFIX)

@@ -100,6 +100,9 @@ def _read_dotenv(path: Path) -> dict[str, str]:
     return {k: v for k, v in dotenv_values(path).items() if v is not None}
 
 
+UNRESOLVED_REFERENCE = "@Microsoft.KeyVault("
+
+
 class _Loader:
     """Reads, checks and converts one setting at a time so each error names its variable."""
 
@@ -109,6 +112,13 @@ class _Loader:
     def text(self, name: str, default: str | None = None) -> str | None:
         value = self.values.get(name, "")
         value = value.strip() if isinstance(value, str) else ""
+        if value.startswith(UNRESOLVED_REFERENCE):
+            # App Service leaves the reference text in place when it cannot read the secret;
+            # taken literally it would become a public signing key or a bogus client secret
+            raise SettingsError(name, f"{name} is a Key Vault reference App Service could not "
+                                      "resolve", hint=(
+                "Check that the secret exists and that the app's managed identity may read "
+                "it (Key Vault Secrets User or Officer), then restart the app."))
         return value or default
 
     def required(self, name: str) -> str:

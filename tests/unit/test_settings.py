@@ -169,3 +169,14 @@ def test_secret_settings_are_registered_for_redaction(env):
                 "AzureWebJobsStorage": "AccountName=a;AccountKey=c3RvcmFnZS1rZXk=;X=y"})
     s = load_settings(env, dotenv=False)
     assert {"cpv-secret-to-redact-42", "c3RvcmFnZS1rZXk=", s.secret_key} <= redact.registered()
+
+
+@pytest.mark.parametrize("name", ["BROKER_SECRET_KEY", "BROKER_CPV_CLIENT_SECRET"])
+def test_an_unresolved_key_vault_reference_is_refused_not_used_as_the_value(name, tmp_path):
+    reference = "@Microsoft.KeyVault(SecretUri=https://kv.vault.azure.net/secrets/x)"
+    env = {"BROKER_VAULT_URL": "https://kv.vault.azure.net/", "BROKER_STATE_DIR": str(tmp_path),
+           "BROKER_SECRET_KEY": "k" * 40, name: reference}
+    with pytest.raises(SettingsError) as caught:
+        load_settings(env, dotenv=False)
+    assert caught.value.setting == name
+    assert "could not resolve" in str(caught.value)
