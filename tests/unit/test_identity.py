@@ -5,9 +5,23 @@ from __future__ import annotations
 import jwt
 import pytest
 
-from broker.errors import AppMisconfigured, ConsentFailed, NeedsConsent, TransientFailure
-from broker.identity import classify, is_microsoft_host, unverified_claims
+from broker.consent import consent_scopes, is_admin_agent, role_names
+from broker.errors import (
+    AppMisconfigured,
+    ConsentFailed,
+    InvalidInput,
+    NeedsConsent,
+    TransientFailure,
+)
+from broker.identity import (
+    ARM_SCOPE,
+    PARTNER_CENTER_SCOPE,
+    classify,
+    is_microsoft_host,
+    unverified_claims,
+)
 
+GLOBAL_ADMIN = "62e90394-69f5-4237-9190-012177145e10"
 SECRETISH = "0.AVYAsecretrefreshtokenvaluethatmustneverbeshown-xyz"
 
 
@@ -129,3 +143,25 @@ def test_unverified_claims_reads_a_jwt_and_tolerates_garbage():
 ])
 def test_instance_discovery_only_for_microsoft_clouds(host, microsoft):
     assert is_microsoft_host(host) is microsoft
+
+
+def test_roles_are_named_from_wids_and_admin_agent_from_groups():
+    claims = {"wids": [GLOBAL_ADMIN, "b79fbf4d-3ef9-4689-8143-76b194e85509"],
+              "groups": ["0c1d2e3f-4a5b-4c6d-8e7f-9a0b1c2d3e4f"]}
+    assert role_names(claims) == ("Global Administrator", "Admin Agent")
+    assert role_names({"wids": [], "groups": ["g"]}) == ("Admin Agent",)
+
+
+def test_a_present_but_empty_groups_claim_is_not_an_admin_agent():
+    assert not is_admin_agent({"groups": []})
+    assert is_admin_agent({"groups": ["g"]})
+    # no groups claim at all (not emitted, or an overage): Entra's own refusal decides
+    assert is_admin_agent({"wids": [GLOBAL_ADMIN]})
+
+
+def test_partner_center_is_always_the_first_consent_scope():
+    assert consent_scopes(None) == [PARTNER_CENTER_SCOPE]
+    assert consent_scopes([ARM_SCOPE, PARTNER_CENTER_SCOPE, ARM_SCOPE]) == \
+        [PARTNER_CENTER_SCOPE, ARM_SCOPE]
+    with pytest.raises(InvalidInput):
+        consent_scopes(["User.Read offline_access"])
