@@ -4,12 +4,12 @@ Seeds N credentials on a fast devstack, each with its own valid refresh token, t
 the same state with `--vault-throttle` and network delay (token endpoint 100 ms, vault 10 ms)
 and runs what production runs on the night 65 days later, when every token is within 30 days
 of expiry: the due-scan enqueues one message per credential, worker threads drain the queue
-through `jobs.rotate_message` under per-credential leases, paced by the broker's token bucket.
+through `jobs.rotate_message` under per-credential leases, paced by the broker's window limiter.
 Then a naive sequential `broker.rotate` loop over a sample (also rotated by the queue run) is
 timed for comparison. Last, every credential's latest token is redeemed: a token the emulator
 refuses is counted as lost.
 
-    python -m bench.rotation --credentials 5000 [--threads 12] [--naive-sample 60]
+    python -m bench.rotation --credentials 5000 [--threads 24] [--naive-sample 60]
 """
 
 from __future__ import annotations
@@ -120,7 +120,7 @@ def lost(broker, ids: list[str], threads: int) -> list[str]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--credentials", type=int, default=5000)
-    parser.add_argument("--threads", type=int, default=12, help="rotation worker threads")
+    parser.add_argument("--threads", type=int, default=24, help="rotation worker threads")
     parser.add_argument("--naive-sample", type=int, default=60,
                         help="credentials rotated one by one for the comparison")
     parser.add_argument("--creates-per-10s", type=int, default=290,

@@ -33,7 +33,7 @@ from broker.errors import (
 )
 from broker.identity import Redemption
 from broker.logs import bound, correlation_id, get_logger
-from broker.pacing import TokenBucket
+from broker.pacing import WindowLimiter
 
 log = get_logger(__name__)
 
@@ -154,7 +154,7 @@ class Rotator:
         self._notify = notify
         self.retry = retry or RetryPolicy()
         self.sleep = sleep
-        self.bucket = TokenBucket(settings.vault_creates_per_10s, 10.0)
+        self.limiter = WindowLimiter(settings.vault_creates_per_10s, 10.0)
         # called with the credential id between redeem and write: a seam for tests that need
         # to interleave another writer or crash the process exactly there
         self.after_redeem: Callable[[str], None] | None = None
@@ -224,11 +224,16 @@ class Rotator:
                 "and the redeemed token was discarded."
             )
         carried = {k: latest.tags[k] for k in _CARRIED_TAGS if latest.tags.get(k)}
-        new = self.retrying(lambda: self.vault.write_token(
-            credential, redemption.refresh_token, source=source,
-            obtained_at=datetime.now(UTC), consented_by=latest.consented_by,
-            mfa=latest.mfa, roles=latest.roles, extra_tags=carried,
-        ))
+
+        def write() -> TokenVersion:
+            self.limiter.take()  # each try is a secret create, paced below the vault's limit
+            return self.vault.write_token(
+                credential, redemption.refresh_token, source=source,
+                obtained_at=datetime.now(UTC), consented_by=latest.consented_by,
+                mfa=latest.mfa, roles=latest.roles, extra_tags=carried,
+            )
+
+        new = self.retrying(write)
         log.info("stored version %s of %s (%s)", new.version, credential.id, source.value)
         return new, redemption
 
@@ -281,14 +286,13 @@ class Rotator:
 
     def rotate_many(self, work: Iterable[tuple[str, str | None]], *,
                     progress: Callable[[RotationResult], None] | None = None) -> RotationSummary:
-        """Rotate (credential id, expected version) pairs concurrently, paced below Key Vault's
-        create limit; results come back in the order given."""
+        """Rotate (credential id, expected version) pairs concurrently (each write paced below
+        Key Vault's create limit by `renew`); results come back in the order given."""
         work = list(work)
         caller = correlation_id.get()  # worker threads do not inherit the caller's context
 
         def one(item: tuple[str, str | None]) -> RotationResult:
             credential_id, expected = item
-            self.bucket.take()
             try:
                 with bound(correlation=caller):
                     result = self.rotate(credential_id, expected_version=expected)

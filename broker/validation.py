@@ -82,7 +82,6 @@ class Validator:
                     "Another operation is writing this credential; validate again shortly.")
             credential = self.vault.get_credential(credential_id)
             latest = credential.latest
-            self.rotator.bucket.take()  # a renewal is a secret create too
             try:
                 new, redemption = self.rotator.renew(credential, latest, source=Source.ROTATION)
             except (NeedsConsent, AppMisconfigured) as exc:

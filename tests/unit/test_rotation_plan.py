@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from broker.credentials import Credential, Status, TokenVersion, format_instant
-from broker.pacing import TokenBucket
+from broker.pacing import WindowLimiter
 from broker.rotation import (
     RetryPolicy,
     RotationResult,
@@ -110,15 +110,25 @@ def test_summary_counts_outcomes():
             summary.deferred) == (2, 1, 1, 1, 1)
 
 
-def test_the_bucket_paces_below_the_create_limit():
+def test_the_limiter_never_lets_more_than_the_limit_into_any_window():
     clock = [0.0]
-    bucket = TokenBucket(3, 10.0, clock=lambda: clock[0],
-                         sleep=lambda s: clock.__setitem__(0, clock[0] + s))
-    for _ in range(3):
-        assert bucket.take() == 0
-    bucket.take()
-    assert clock[0] == pytest.approx(10 / 3)
-    for _ in range(6):
-        bucket.take()
-    # 10 creates: 3 at once, then one every 10/3 s -> never more than 3 in any 10 s
-    assert clock[0] == pytest.approx(7 * 10 / 3)
+    limiter = WindowLimiter(3, 10.0, clock=lambda: clock[0],
+                            sleep=lambda s: clock.__setitem__(0, clock[0] + s))
+    taken = []
+    for i in range(10):
+        limiter.take()
+        taken.append(clock[0])
+        clock[0] += 0.5 * (i % 3)  # callers arrive unevenly
+    for start in taken:
+        assert sum(1 for t in taken if start <= t < start + 10.0) <= 3
+    assert taken[:3] == [0.0, 0.0, 0.5]  # an empty window admits at once
+    assert taken[3] == pytest.approx(10.0)  # the fourth waits for the first to leave
+
+
+def test_the_limiter_admits_the_limit_per_window_at_full_speed():
+    clock = [0.0]
+    limiter = WindowLimiter(30, 10.0, clock=lambda: clock[0],
+                            sleep=lambda s: clock.__setitem__(0, clock[0] + s))
+    for _ in range(300):
+        limiter.take()
+    assert clock[0] == pytest.approx(90.0)  # 300 creates: 10 windows of 30, the first at t=0
