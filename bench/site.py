@@ -135,8 +135,10 @@ def main(argv: list[str] | None = None) -> None:
                 [sys.executable, "-m", "bench.site", "--load", url, "--requests",
                  str(args.requests), "--concurrency", str(args.concurrency),
                  "--timeout", str(args.timeout)],
-                cwd=ROOT, capture_output=True, text=True, check=True,
+                cwd=ROOT, capture_output=True, text=True,
             )
+            if result.returncode != 0:
+                raise RuntimeError(f"the load process failed:\n{result.stderr[-3000:]}")
             measured = json.loads(result.stdout.strip().splitlines()[-1])
         finally:
             site.terminate()

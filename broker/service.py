@@ -8,9 +8,12 @@ every write of a token version happens under the credential's lease.
 
 from __future__ import annotations
 
+import functools
+import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime, time
 from pathlib import Path
+from time import monotonic
 from typing import TYPE_CHECKING
 
 from broker.consent import Consent, ConsentResult, ConsentStart
@@ -29,6 +32,55 @@ if TYPE_CHECKING:
 log = get_logger(__name__)
 
 EDIT_LEASE_WAIT = 30.0  # an edit waits this long for a rotation of the same credential
+
+
+class _Listing:
+    """The last vault listing, for readers that accept a few seconds of staleness.
+
+    A listing is one vault request per 25 credentials, so a page that lists 1,000 of them under
+    load would otherwise make 40 sequential requests per view. One listing is in flight at a
+    time; a write through the facade drops the cached one, and a listing that was already in
+    flight during a write is not kept.
+    """
+
+    def __init__(self, fetch: Callable[[], list[Credential]]) -> None:
+        self._fetch = fetch
+        self._lock = threading.Lock()
+        self._entry: tuple[list[Credential] | None, float] = (None, 0.0)
+        self._generation = 0
+
+    def get(self, max_age: float) -> list[Credential]:
+        if max_age <= 0:
+            return self._fetch()
+        value, at = self._entry
+        if value is not None and monotonic() - at <= max_age:
+            return value
+        with self._lock:
+            value, at = self._entry
+            if value is not None and monotonic() - at <= max_age:
+                return value
+            generation, started = self._generation, monotonic()
+            value = self._fetch()
+            if generation == self._generation:
+                self._entry = (value, started)
+            return value
+
+    def invalidate(self) -> None:
+        self._generation += 1
+        self._entry = (None, 0.0)
+
+
+def _writes(method):
+    """Facade methods that may change what a listing shows drop the cached listing."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            self._listing.invalidate()
+
+    return wrapper
 
 
 class Broker:
@@ -62,12 +114,16 @@ class Broker:
                                invites=self.invites, retry=retry)
         self.consent = Consent(settings, vault, leases, self.identity, self.invites)
         self.validator = Validator(settings, vault, leases, self.rotator)
+        self._listing = _Listing(self.vault.list_credentials)
 
     # -- reading -------------------------------------------------------------------------------
 
-    def list_credentials(self, environment: str | None = None) -> list[Credential]:
-        """One listing of the vault (no values read), optionally one environment only."""
-        found = self.vault.list_credentials()
+    def list_credentials(self, environment: str | None = None, *,
+                         max_age: float = 0.0) -> list[Credential]:
+        """One listing of the vault (no values read), optionally one environment only;
+        `max_age` > 0 accepts a listing up to that many seconds old (writes made through this
+        Broker always show at once)."""
+        found = self._listing.get(max_age)
         if environment is not None:
             found = [c for c in found if c.environment == environment]
         return found
@@ -88,6 +144,7 @@ class Broker:
 
     # -- registering -----------------------------------------------------------------------------
 
+    @_writes
     def add_credential(self, spec: CredentialSpec) -> Credential:
         """Register a credential: its client secret (own app) and a pending-consent placeholder."""
         now = datetime.now(UTC)
@@ -103,6 +160,7 @@ class Broker:
         log.info("credential %s registered (pending consent)", spec.id)
         return self.vault.get_credential(spec.id)
 
+    @_writes
     def edit_credential(self, credential_id: str, spec: CredentialSpec) -> Credential:
         """Change a credential's fields. A new app or tenant invalidates the consent: every
         token version is disabled (kept for the record, never deleted) and a new placeholder
@@ -135,6 +193,7 @@ class Broker:
                     self.vault.update_tags(credential_id, latest.version, **changes)
         return self.vault.get_credential(credential_id)
 
+    @_writes
     def remove_credential(self, credential_id: str) -> None:
         """Soft-delete the credential's secrets (recoverable for the vault's retention period)."""
         self.vault.get_credential(credential_id)
@@ -156,9 +215,11 @@ class Broker:
         return self.consent.begin(credential_id, redirect_uri, prompt_consent=prompt_consent,
                                   scopes=scopes, invite_token=invite_token)
 
+    @_writes
     def finish_consent(self, flow: dict, params: Mapping[str, str]) -> ConsentResult:
         return self.consent.finish(flow, params)
 
+    @_writes
     def create_invite(self, credential_id: str, ttl_hours: float | None = None) -> Invite:
         return self.invites.create(credential_id, ttl_hours)
 
@@ -167,6 +228,7 @@ class Broker:
 
     # -- rotation --------------------------------------------------------------------------------
 
+    @_writes
     def rotate(self, credential_id: str, *, expected_version: str | None = None,
                wait: float = 0.0) -> RotationResult:
         return self.rotator.rotate(credential_id, expected_version=expected_version, wait=wait)
@@ -174,6 +236,7 @@ class Broker:
     def due(self, now: datetime | None = None) -> list[DueItem]:
         return self.rotator.due(now)
 
+    @_writes
     def rotate_due(self, now: datetime | None = None, *,
                    progress: Callable[[RotationResult], None] | None = None) -> RotationSummary:
         """Rotate tonight's share now (the delays of `due` are for the queue, not for this)."""
@@ -181,11 +244,13 @@ class Broker:
         return self.rotator.rotate_many(((i.credential_id, i.version) for i in items),
                                         progress=progress)
 
+    @_writes
     def rotate_many(self, credential_ids: Iterable[str], *,
                     progress: Callable[[RotationResult], None] | None = None) -> RotationSummary:
         return self.rotator.rotate_many(((cid, None) for cid in credential_ids),
                                         progress=progress)
 
+    @_writes
     def mark_error(self, credential_id: str, message: str) -> None:
         """Flag a credential as in error (for example a poisoned rotation message) and notify."""
         latest = self.vault.latest_version(credential_id)
@@ -196,9 +261,11 @@ class Broker:
 
     # -- validation and import ---------------------------------------------------------------
 
+    @_writes
     def validate(self, credential_id: str) -> ValidationReport:
         return self.validator.validate(credential_id)
 
+    @_writes
     def import_file(self, path: Path) -> importer.ImportReport:
         from broker.importer import import_file
 

@@ -65,7 +65,7 @@ class FakeBroker:
             raise self.fail.pop(name)
 
     # reading
-    def list_credentials(self, environment=None):
+    def list_credentials(self, environment=None, *, max_age=0.0):
         self._maybe_fail("list_credentials")
         found = [self.get_credential(cid) for cid in self.versions_by_id]
         return [c for c in found if environment in (None, c.environment)]
