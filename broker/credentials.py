@@ -277,7 +277,9 @@ class Credential:
             tenant_id=tags.get("tenant_id", ""),
             client_id=None if client_id == CPV else client_id,
             stored_status=latest.status, secret_id=secret_id, latest=latest,
-            secret_expires_on=secret_expires_on,
+            # a credential moved to the CPV model keeps its old cs-<id> (history), which no
+            # longer says anything about it
+            secret_expires_on=None if client_id == CPV else secret_expires_on,
             last_validated_at=_instant(tags.get("validated_at")),
             last_validation=tags.get("validation") or None,
         )

@@ -106,6 +106,15 @@ def test_changing_the_tenant_or_app_asks_for_consent_again_and_keeps_old_tokens(
     assert len(broker.versions(credential.id)) == len(after) + 1
 
 
+def test_a_credential_moved_to_the_cpv_model_no_longer_shows_the_old_secret_expiry(broker):
+    own = broker.add_credential(spec(own_app=True))
+    assert own.secret_expires_on is not None
+    moved = broker.edit_credential(own.id, spec(own.id))
+    assert moved.client_id is None and moved.secret_expires_on is None
+    listed = {c.id: c for c in broker.list_credentials()}[own.id]
+    assert listed.secret_expires_on is None
+
+
 def test_editing_an_unknown_credential_or_with_bad_fields_changes_nothing(broker):
     with pytest.raises(CredentialNotFound):
         broker.edit_credential("no-such-credential-here", spec("no-such-credential-here"))
