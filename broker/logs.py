@@ -131,8 +131,23 @@ class JsonFormatter(logging.Formatter):
         return jsonlib.dumps({k: v for k, v in entry.items() if v is not None})
 
 
-TEXT_FORMAT = ("%(asctime)s %(levelname)s %(name)s [%(credential_id)s %(correlation_id)s] "
-               "%(message)s")
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s%(context)s %(message)s"
+# the SDKs log every request and every credential probe at INFO; one line per job is ours
+QUIET_LOGGERS = ("azure.identity", "azure.core.pipeline.policies.http_logging_policy")
+
+
+class TextFormatter(logging.Formatter):
+    """One line per record, with ` [credential=… correlation=…]` only for ids that are set."""
+
+    def __init__(self) -> None:
+        super().__init__(TEXT_FORMAT)
+
+    def format(self, record: logging.LogRecord) -> str:
+        ids = [f"{name}={value}" for name, value in (
+            ("credential", getattr(record, "credential_id", None)),
+            ("correlation", getattr(record, "correlation_id", None))) if value]
+        record.context = f" [{' '.join(ids)}]" if ids else ""
+        return super().format(record)
 
 
 def install_filters(handler: logging.Handler) -> logging.Handler:
@@ -154,8 +169,11 @@ def configure(level: str | int = "INFO", json: bool = False) -> None:
     if not root.handlers or ours:
         handler = ours[0] if ours else logging.StreamHandler(sys.stderr)
         handler._broker_handler = True
-        handler.setFormatter(JsonFormatter() if json else logging.Formatter(TEXT_FORMAT))
+        handler.setFormatter(JsonFormatter() if json else TextFormatter())
         if not ours:
             root.addHandler(handler)
     for handler in root.handlers:
         install_filters(handler)
+    if root.getEffectiveLevel() > logging.DEBUG:
+        for name in QUIET_LOGGERS:
+            logging.getLogger(name).setLevel(logging.WARNING)

@@ -12,6 +12,7 @@ from broker.logs import (
     ContextFilter,
     JsonFormatter,
     RedactingFilter,
+    TextFormatter,
     bound,
     configure,
     correlation_id,
@@ -154,3 +155,12 @@ def test_configure_adds_one_stderr_handler_when_there_is_none(clean_root):
     assert ours(clean_root) == [handler] and isinstance(handler.formatter, JsonFormatter)
     assert sum(isinstance(f, RedactingFilter) for f in handler.filters) == 1
     assert clean_root.level == logging.INFO
+
+
+def test_text_lines_name_only_the_context_ids_that_are_set():
+    formatter = TextFormatter()
+    record = logging.LogRecord("broker.x", logging.INFO, __file__, 1, "rotated", None, None)
+    record.credential_id, record.correlation_id = None, None
+    assert formatter.format(record).endswith(" broker.x rotated")
+    record.credential_id = "contoso"
+    assert formatter.format(record).endswith(" broker.x [credential=contoso] rotated")
