@@ -21,7 +21,6 @@ log = logging.getLogger("function_app")
 ROTATIONS_QUEUE = "rotations"  # broker.queue.QUEUE_NAME (not imported: keeps the import light)
 POISON_QUEUE = "rotations-poison"  # the host's own "<queue>-poison"
 STORAGE_CONNECTION = "AzureWebJobsStorage"
-HTTP_LOGGER = "azure.core.pipeline.policies.http_logging_policy"
 
 _lock = threading.Lock()
 _broker = None
@@ -39,7 +38,7 @@ def _get_broker():
 
                 logs.configure()  # redaction and ids on the host's log handler
                 # the SDKs log every request at INFO: noise and cost in Application Insights
-                logging.getLogger(HTTP_LOGGER).setLevel(logging.WARNING)
+                logs.quiet_sdks()
                 _broker = Broker()
     return _broker
 

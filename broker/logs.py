@@ -175,5 +175,10 @@ def configure(level: str | int = "INFO", json: bool = False) -> None:
     for handler in root.handlers:
         install_filters(handler)
     if root.getEffectiveLevel() > logging.DEBUG:
-        for name in QUIET_LOGGERS:
-            logging.getLogger(name).setLevel(logging.WARNING)
+        quiet_sdks()
+
+
+def quiet_sdks() -> None:
+    """Keep the SDKs' per-request and per-probe INFO lines out of a job's log."""
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)

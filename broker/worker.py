@@ -133,13 +133,11 @@ def run_worker(settings, *, stop_event: threading.Event | None = None, broker=No
     """
     rotate_schedule = _schedule("BROKER_ROTATE_SCHEDULE", settings.rotate_schedule)
     validate_schedule = _schedule("BROKER_VALIDATE_SCHEDULE", settings.validate_schedule)
-    if not logging.getLogger().handlers:
-        from broker import logs
+    from broker import logs
 
+    if not logging.getLogger().handlers:
         logs.configure()
-    # one line per job is the worker's log; the SDKs would add one per HTTP request
-    logging.getLogger("azure.core.pipeline.policies.http_logging_policy").setLevel(
-        logging.WARNING)
+    logs.quiet_sdks()  # one line per job is the worker's log
     if broker is None:
         from broker.service import Broker
 

@@ -5,7 +5,6 @@ the environment, then the test override (`SETTINGS`, or a ready `BROKER`)."""
 from __future__ import annotations
 
 import hashlib
-import logging
 import secrets
 from pathlib import Path
 from typing import Any
@@ -76,9 +75,7 @@ def _configure_logging() -> None:
     """The broker's redacting, correlated logging on the root handlers (gunicorn's included),
     without the Azure SDK's per-request header dumps."""
     logs.configure()
-    logging.getLogger("azure.core.pipeline.policies.http_logging_policy").setLevel(
-        logging.WARNING)
-    logging.getLogger("azure.identity").setLevel(logging.WARNING)
+    logs.quiet_sdks()
 
 
 def _defaults(state: site.SiteState) -> dict[str, Any]:
