@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
@@ -23,18 +25,155 @@ def now() -> datetime:
 
 @bp.get("/")
 def index():
-    environment = request.args.get("env", ENVIRONMENTS[0])
-    if environment not in ENVIRONMENTS:
-        abort(400, description=f"Unknown environment; choose one of {', '.join(ENVIRONMENTS)}.")
+    query = _list_query()
     # a few seconds of staleness spares the vault one request per 25 credentials per view;
     # this process's own writes show at once
     everything = site.get_broker().list_credentials(max_age=LIST_MAX_AGE)
     counts = {e: sum(1 for c in everything if c.environment == e) for e in ENVIRONMENTS}
-    shown = sorted((c for c in everything if c.environment == environment), key=lambda c: c.id)
+    at, warn_days = now(), _warn_days()
+    # one effective status per credential, so the filter and the badge can never disagree
+    tab = sorted(((c, c.status(at, warn_days)) for c in everything
+                  if c.environment == query.environment), key=lambda row: row[0].id)
+    attention = sum(1 for _, status in tab if status in ATTENTION)
+    matching = [row for row in tab if query.matches(*row)]
+    page = Page.of(matching, query.page, query.per_page)
     return render_template(
-        "credentials/index.html", credentials=shown, environment=environment, counts=counts,
-        now=now(),
+        "credentials/index.html", rows=page.rows, page=page, query=query,
+        environment=query.environment, counts=counts, in_tab=len(tab), attention=attention,
+        statuses=STATUS_CHOICES, per_page_choices=PER_PAGE_CHOICES, now=at,
     )
+
+
+PER_PAGE_CHOICES = (25, 50, 100)
+DEFAULT_PER_PAGE = 50
+MAX_QUERY = 200
+MAX_PAGE_DIGITS = 9
+ATTENTION = frozenset({Status.NEEDS_CONSENT, Status.ERROR, Status.EXPIRING})
+STATUS_CHOICES = (*(s.value for s in Status), "attention")
+_PAGE_NUMBER = re.compile(rf"[0-9]{{1,{MAX_PAGE_DIGITS}}}")
+
+
+@dataclass(frozen=True)
+class ListQuery:
+    """The list's GET parameters, checked: every link the page draws is built from this."""
+
+    environment: str
+    q: str = ""
+    status: str = ""
+    page: int = 1
+    per_page: int = DEFAULT_PER_PAGE
+
+    def matches(self, credential, status: Status) -> bool:
+        if self.status == "attention":
+            if status not in ATTENTION:
+                return False
+        elif self.status and status != self.status:
+            return False
+        if not self.q:
+            return True
+        consented_by = credential.latest.consented_by if credential.latest else ""
+        needle = self.q.casefold()
+        return any(needle in (text or "").casefold() for text in (
+            credential.id, credential.tenant_id, credential.product, credential.marketplace,
+            consented_by))
+
+    @property
+    def filtered(self) -> bool:
+        return bool(self.q or self.status)
+
+    def args(self, **changes) -> dict[str, object]:
+        """URL parameters for this view with `changes`, leaving defaults out of the URL."""
+        values = {"env": self.environment, "q": self.q, "status": self.status,
+                  "per_page": self.per_page, "page": self.page, **changes}
+        defaults = {"q": "", "status": "", "per_page": DEFAULT_PER_PAGE, "page": 1}
+        return {k: v for k, v in values.items() if k not in defaults or v != defaults[k]}
+
+
+def _list_query() -> ListQuery:
+    """The checked parameters, or a 400 saying which one is wrong and what it accepts; checked
+    before the vault is asked anything, so a bad link costs nothing."""
+    for name in ("env", "q", "status", "page", "per_page"):
+        if len(request.args.getlist(name)) > 1:
+            abort(400, description=f"Give the {name!r} parameter once.")
+    environment = request.args.get("env") or ENVIRONMENTS[0]
+    if environment not in ENVIRONMENTS:
+        abort(400, description=f"Unknown environment; choose one of {', '.join(ENVIRONMENTS)}.")
+    q = " ".join(request.args.get("q", "").split())
+    if len(q) > MAX_QUERY or not q.isprintable():
+        abort(400, description=f"Search for at most {MAX_QUERY} printable characters.")
+    status = request.args.get("status", "")
+    if status and status not in STATUS_CHOICES:
+        abort(400, description=f"Unknown status; choose one of {', '.join(STATUS_CHOICES)}.")
+    page = _number("page", "Page must be a whole number from 1.", default=1)
+    if page < 1:
+        abort(400, description="Page must be a whole number from 1.")
+    choices = ", ".join(map(str, PER_PAGE_CHOICES))
+    per_page = _number("per_page", f"Show {choices} per page.", default=DEFAULT_PER_PAGE)
+    if per_page not in PER_PAGE_CHOICES:
+        abort(400, description=f"Show {choices} per page.")
+    return ListQuery(environment, q, status, page, per_page)
+
+
+def _number(name: str, message: str, *, default: int) -> int:
+    text = request.args.get(name, "")
+    if not text:
+        return default
+    if not _PAGE_NUMBER.fullmatch(text):
+        abort(400, description=message)
+    return int(text)
+
+
+def _warn_days() -> int:
+    settings = site.state().settings
+    return settings.warn_days if settings else 30
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of rows and the numbers its summary and navigation show."""
+
+    rows: list
+    number: int
+    per_page: int
+    total: int
+
+    @classmethod
+    def of(cls, rows: list, number: int, per_page: int) -> Page:
+        """A page past the last is a 400 like any other bad parameter (page 1 of nothing is
+        the empty list, never an error)."""
+        last = max(1, -(-len(rows) // per_page))
+        if number > last:
+            pages = f"{last} page{'s' if last != 1 else ''}"
+            abort(400, description=f"There is no page {number}: this list has {pages} of "
+                                   f"{per_page}.")
+        start = (number - 1) * per_page
+        return cls(rows[start:start + per_page], number, per_page, len(rows))
+
+    @property
+    def last(self) -> int:
+        return max(1, -(-self.total // self.per_page))
+
+    @property
+    def first_shown(self) -> int:
+        return min(self.total, (self.number - 1) * self.per_page + 1)
+
+    @property
+    def last_shown(self) -> int:
+        return min(self.total, self.number * self.per_page)
+
+    def numbers(self, around: int = 2) -> list[int | None]:
+        """Page numbers to link: the first, the last and `around` either side of this one;
+        None where a run is left out."""
+        wanted = {1, self.last, *range(self.number - around, self.number + around + 1)}
+        shown = sorted(n for n in wanted if 1 <= n <= self.last)
+        out: list[int | None] = []
+        for n in shown:
+            if out and n - out[-1] == 2:
+                out.append(n - 1)  # a gap of one page is drawn, not elided
+            elif out and n - out[-1] > 2:
+                out.append(None)
+            out.append(n)
+        return out
 
 
 @bp.route("/add", methods=["GET", "POST"])
