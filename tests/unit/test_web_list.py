@@ -97,7 +97,7 @@ def test_a_thousand_credentials_show_thousands_separators_and_elided_page_number
     numbers = re.findall(r'<span class="visually-hidden">Page </span>(\d+)</a>', page.text)
     assert numbers == ["1", "2", "3", "4", "20"]
     assert page.text.count('class="pagination__gap"') == 1
-    assert re.search(r'Test <span class="tabs__count">1000', page.text)
+    assert re.search(r'Test <span class="tabs__count">1,000', page.text)
 
 
 @pytest.mark.parametrize(("per_page", "expected"), [(25, 25), (50, 50), (100, 100)])
