@@ -83,10 +83,13 @@ def test_operator_adds_a_credential_and_an_admin_consents_until_it_is_active(
     screenshot(operator, "credential-detail")
 
     operator.goto(consent_site.url + "/")
+    screenshot(operator, "credentials")
+    # the shared devstack holds many test credentials: find ours with the search box
+    operator.get_by_label("Search").fill(credential_id)
+    operator.get_by_role("button", name="Apply").click()
     row = operator.locator(f"tr[data-credential='{credential_id}']")
     expect(row.locator(".badge")).to_have_text("Active")
     expect(row.locator("[data-copy]")).to_have_attribute("data-copy", secret_id)
-    screenshot(operator, "credentials")
     assert_no_token_anywhere(vault_reader, credential_id, consent_site, operator)
 
 
