@@ -3,9 +3,10 @@
 One test drives 50 rotation attempts through a series of rotator processes
 (`tests/support/chaos.py`), alternating blob leases on Azurite (15 s) and file leases, and
 kills each one at a seeded random moment, or exactly between redeem and write (the
-`Rotator.after_redeem` seam). Between runs it checks that no version ever disappears; at the
-end that every stored token is one Entra still accepts, and that the lease of the last killed
-holder is free again within its duration.
+`Rotator.after_redeem` seam). The last blob lease holder is killed holding its lease; file
+lease holders take the last attempts meanwhile. Between runs it checks that no version ever
+disappears; at the end that every stored token is one Entra still accepts, that every file
+lease is free at once and every blob lease within its duration of the last holder's kill.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ SEED = int(os.environ.get("RESILIENCE_SEED", "20240611"))
 KILL_AFTER_S = (0.2, 2.0)  # a random kill lands this long after the rotator is ready
 LEASE_MARGIN_S = 5.0  # acquisition polls with jittered, growing intervals of up to 2 s
 START_TIMEOUT_S = 30.0
+FILE_TAIL = 30  # the last attempts, by file lease holders while the stranded blob lease runs out
 
 
 @dataclass
@@ -145,26 +147,48 @@ def test_rotators_killed_at_random_points_lose_no_token_and_strand_no_lease(
     ever_seen = {cid: set(versions) for cid, versions in seen.items()}
     runs: list[Run] = []
     attempted = 0
+    stranded: Run | None = None
+    freed_after: dict[str, float] = {}
+    lease_errors: list[BaseException] = []
+
+    def take_every_blob_lease(killed_at: float) -> None:
+        """Every blob lease is free again within its duration after the last blob holder's
+        kill (waited for in the background while the file-lease rotators go on)."""
+        try:
+            for cid in ids:
+                with blob_leases.hold(cid, wait=LEASE_SECONDS + LEASE_MARGIN_S + 5):
+                    freed_after[cid] = time.monotonic() - killed_at
+        except BaseException as exc:  # reported by the main thread
+            lease_errors.append(exc)
+
+    leases_thread = threading.Thread(target=lambda: take_every_blob_lease(stranded.killed_at),
+                                     daemon=True)
 
     while attempted < ATTEMPTS:
         number = len(runs)
         remaining = ATTEMPTS - attempted
         first_line = len(read_progress(tmp_path))
-        if remaining == 1:
-            # the last attempt: a blob lease holder killed between redeem and write, on a
-            # credential whose lease is free (so that this rotation does redeem)
-            run = Run(number, blob=True, hang_at=1, budget=1, first_line=first_line,
-                      ids=[free_blob_lease(blob_leases, ids)])
-        else:
-            budget = remaining - 1
-            hang_at = rng.randint(1, min(4, budget)) if number % 3 == 2 else 0
-            run = Run(number, blob=number % 2 == 1, hang_at=hang_at, budget=budget,
+        hang_at = rng.randint(1, min(4, remaining)) if number % 3 == 2 else 0
+        if stranded is None and remaining <= FILE_TAIL:
+            # the last blob lease holder: killed between redeem and write, on a credential
+            # whose lease is free (so that it does redeem), leaving that lease held
+            run = stranded = Run(number, blob=True, hang_at=1, budget=1, first_line=first_line,
+                                 ids=[free_blob_lease(blob_leases, ids)])
+        elif stranded is None:  # blob and file lease holders in turn
+            run = Run(number, blob=number % 2 == 1, budget=remaining - FILE_TAIL,
+                      hang_at=min(hang_at, remaining - FILE_TAIL), first_line=first_line,
+                      ids=ids)
+        else:  # file lease holders only, while the stranded blob lease runs out
+            run = Run(number, blob=False, hang_at=hang_at, budget=remaining,
                       first_line=first_line, ids=ids)
         runs.append(run)
         assert number < 40, "the rotators made no progress"
         seed = rng.randrange(2 ** 32)
         start_and_kill(run, tmp_path, azurite if run.blob else "", seed,
                        kill_after=rng.uniform(*KILL_AFTER_S), scan_output=scan_output)
+        if run is stranded:
+            assert run.hung and run.killed_at is not None
+            leases_thread.start()
 
         run.lines = read_progress(tmp_path)[run.first_line:]
         attempted += sum(w[0] == "start" for w in run.lines)
@@ -188,26 +212,11 @@ def test_rotators_killed_at_random_points_lose_no_token_and_strand_no_lease(
         seen = now
 
     assert attempted == ATTEMPTS
-    last = runs[-1]
-    assert last.blob and last.hung and last.killed_at is not None
-
-    # every lease can be taken again within its duration after the last kill; waited for in
-    # the background while the tokens are checked
-    freed_after: dict[str, float] = {}
-    lease_errors: list[BaseException] = []
-
-    def take_every_lease() -> None:
-        try:
-            for cid in ids:
-                with blob_leases.hold(cid, wait=LEASE_SECONDS + LEASE_MARGIN_S + 5):
-                    freed_after[cid] = time.monotonic() - last.killed_at
-                with broker.leases.hold(cid):
-                    pass
-        except BaseException as exc:  # reported by the main thread
-            lease_errors.append(exc)
-
-    leases_thread = threading.Thread(target=take_every_lease)
-    leases_thread.start()
+    assert runs[-1] is not stranded and not runs[-1].blob
+    # after the last kill, every file lease is free at once
+    for cid in ids:
+        with broker.leases.hold(cid):
+            pass
 
     rotated = set().union(*(run.rotated_versions() for run in runs))
     assert len(rotated) >= 10, "too few rotations completed for the test to mean anything"
@@ -233,11 +242,10 @@ def test_rotators_killed_at_random_points_lose_no_token_and_strand_no_lease(
     assert rotated <= set().union(*ever_seen.values())
 
     leases_thread.join(LEASE_SECONDS + LEASE_MARGIN_S + 30)
+    print(f"seed {SEED}: {len(runs)} rotators, {sum(r.killed_at is not None for r in runs)} "
+          f"killed ({sum(r.hung for r in runs)} between redeem and write), "
+          f"{len(rotated)} rotations completed; blob leases free again after {freed_after}")
     assert not leases_thread.is_alive()
     assert lease_errors == []
     assert set(freed_after) == set(ids)
     assert max(freed_after.values()) <= LEASE_SECONDS + LEASE_MARGIN_S, freed_after
-    print(f"seed {SEED}: {len(runs)} rotators, {sum(r.killed_at is not None for r in runs)} "
-          f"killed ({sum(r.hung for r in runs)} between redeem and write), "
-          f"{len(rotated)} rotations completed, last lease free after "
-          f"{max(freed_after.values()):.1f} s")
