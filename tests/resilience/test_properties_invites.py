@@ -65,7 +65,8 @@ def test_any_token_text_is_refused_unless_it_carries_a_genuine_signature(broker)
             found = broker.open_invite(text)
         except ConsentFailed as exc:
             assert exc.reason == "invite-invalid"
-            assert text not in str(exc) or len(text) < 4  # the link is not repeated back
+            if len(text) >= 20:  # a link's token is never repeated back in the message
+                assert text not in str(exc)
             return
         # only the genuine signature over the genuine payload gets here (a few base64
         # spellings of the same bytes exist, so the text itself may differ)
