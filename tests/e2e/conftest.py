@@ -152,8 +152,10 @@ def chromium_executable(playwright: Playwright) -> str:
     )
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Browser]:
+    # package scope: Playwright's sync API keeps an event loop running in this thread until it
+    # stops, and asyncio code in later test packages could not run its own meanwhile
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path=chromium_executable(playwright), headless=True, args=CHROMIUM_ARGS,
