@@ -27,6 +27,11 @@ _LABEL = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
 _DOMAIN = re.compile(rf"^(?=.{{1,253}}$)({_LABEL}\.)+[a-z][a-z0-9-]*[a-z0-9]$")
 
 
+def is_credential_id(text: object) -> bool:
+    """fullmatch: `$` alone would let a trailing newline through."""
+    return isinstance(text, str) and _SLUG.fullmatch(text) is not None
+
+
 class Status(StrEnum):
     PENDING_CONSENT = "pending-consent"
     ACTIVE = "active"
@@ -131,7 +136,7 @@ class CredentialSpec:
         """
         errors: dict[str, str] = {}
         ident = _clean(self.id).lower() if existing is None else existing.id
-        if not _SLUG.match(ident):
+        if not is_credential_id(ident):
             errors["id"] = MESSAGES["id"]
         environment = _clean(self.environment).lower()
         if environment not in ENVIRONMENTS:

@@ -75,7 +75,7 @@ class Invites:
         now = now or datetime.now(UTC)
         try:
             data = self._serializer.loads(token)
-        except BadSignature:
+        except (BadSignature, UnicodeError):  # a forged link may not even encode
             raise _invalid("it was not issued by this broker or has been altered") from None
         if not isinstance(data, dict) or not {"c", "i", "e"} <= data.keys():
             raise _invalid("it is malformed")

@@ -13,7 +13,6 @@ import contextlib
 import fcntl
 import os
 import random
-import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -21,7 +20,7 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from broker.credentials import SLUG
+from broker.credentials import is_credential_id
 from broker.errors import BrokerError, Conflict, InvalidInput, TransientFailure
 from broker.logs import get_logger
 
@@ -29,7 +28,6 @@ if TYPE_CHECKING:
     from broker.settings import Settings
 
 CONTAINER = "broker-leases"
-_SLUG = re.compile(SLUG)
 log = get_logger(__name__)
 
 
@@ -45,7 +43,7 @@ def leases_from_settings(settings: Settings) -> Leases:
 
 
 def _checked(credential_id: str) -> str:
-    if not _SLUG.match(credential_id or ""):
+    if not is_credential_id(credential_id):
         raise InvalidInput(errors={"id": "Not a credential id."})
     return credential_id
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import hmac
+import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -30,6 +31,7 @@ from broker.credentials import (
     Status,
     TokenVersion,
     format_instant,
+    is_credential_id,
 )
 from broker.errors import (
     BrokerError,
@@ -68,18 +70,41 @@ def is_azure_vault_host(host: str | None) -> bool:
     return any(host.endswith("." + domain) for domain in AZURE_VAULT_DOMAINS)
 
 
+HOST_NAME = re.compile(r"^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
+                       r"(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$")
+SECRET_NAME = re.compile(r"^[0-9a-zA-Z-]{1,127}$")
+VERSION = re.compile(r"^[0-9a-zA-Z]{1,64}$")
+
+
 def parse_secret_id(url: str) -> KeyVaultSecretIdentifier:
-    """A secret identifier URL, parsed by the SDK; InvalidInput for anything else."""
+    """A secret identifier URL, parsed by the SDK; InvalidInput for anything else.
+
+    The SDK's parser is lenient (it drops `;params`, accepts any host text and empty path
+    segments), and what it lets through later fails deep in urllib3 or the SDK; so the URL is
+    held to what Key Vault itself issues before the SDK sees it.
+    """
     problem = "Expected a Key Vault secret identifier: https://<vault>/secrets/<name>[/<version>]."
+    if not isinstance(url, str) or not url.isascii() or not url.isprintable():
+        raise InvalidInput(errors={"url": problem})
+    parts = urlsplit(url)
     try:
-        ident = KeyVaultSecretIdentifier(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not one
+    except ValueError:
+        raise InvalidInput(errors={"url": problem}) from None
+    segments = parts.path.split("/")[1:]
+    if segments and segments[-1] == "":
+        segments.pop()  # `/secrets/<name>/` is the latest version, as in Key Vault
+    if (parts.scheme != "https" or parts.query or parts.fragment or ";" in parts.path
+            or parts.username is not None or parts.password is not None
+            or not HOST_NAME.match(parts.hostname or "") or "[" in parts.netloc
+            or not 2 <= len(segments) <= 3 or segments[0] != "secrets"
+            or not SECRET_NAME.match(segments[1])
+            or (len(segments) == 3 and not VERSION.match(segments[2]))):
+        raise InvalidInput(errors={"url": problem})
+    try:
+        return KeyVaultSecretIdentifier(url)
     except (ValueError, TypeError, AttributeError):
         raise InvalidInput(errors={"url": problem}) from None
-    parts = urlsplit(url)
-    if parts.scheme != "https" or parts.query or parts.fragment \
-            or parts.path.strip("/").split("/")[0] != "secrets":
-        raise InvalidInput(errors={"url": problem})
-    return ident
 
 
 def credential_id_from_secret_name(name: str) -> str | None:
@@ -172,7 +197,13 @@ def _checked(tags: dict[str, str]) -> dict[str, str]:
 
 @contextlib.contextmanager
 def vault_errors(credential_id: str | None = None) -> Iterator[None]:
-    """Map azure-core and azure-identity exceptions to broker errors (messages hold no values)."""
+    """Map azure-core and azure-identity exceptions to broker errors (messages hold no values).
+
+    Every call about one credential passes here first, so an id that cannot be one (it would
+    otherwise go into the request path as it is) is not found rather than an HTTP-level crash.
+    """
+    if credential_id is not None and not is_credential_id(credential_id):
+        raise CredentialNotFound(credential_id)
     try:
         yield
     except BrokerError:

@@ -149,7 +149,9 @@ def callback():
     credential_id = str(pending.get("credential_id", ""))
     invite = bool(pending.get("invite"))
     state = params.get("state", "")
-    if not state or not hmac.compare_digest(state, str(pending.get("state", ""))):
+    # compare bytes: compare_digest refuses non-ASCII str, and a query string may carry any
+    expected = str(pending.get("state", "")).encode("utf-8", "surrogatepass")
+    if not state or not hmac.compare_digest(state.encode("utf-8", "surrogatepass"), expected):
         return failure_page(FAILURES["state-mismatch"], credential_id, invite=invite)
     flow = flow_seal().open(pending.get("flow"), int(CONSENT_FLOW.total_seconds()))
     if flow is None or flow.get("broker_credential", credential_id) != credential_id:

@@ -162,10 +162,6 @@ def test_a_valid_spec_round_trips_through_the_vault_tags(broker, data):
         broker.remove_credential(credential_id)
 
 
-@pytest.mark.xfail(strict=True, raises=UnicodeEncodeError, reason=(
-    "product bug: Vault methods put any credential id into the request path, so an id with "
-    "a lone surrogate (undecodable argv bytes, e.g. `broker credentials show $'ab\\xff'`) "
-    "raises UnicodeEncodeError, which the CLI reports as an unexpected error"))
 def test_a_credential_id_that_cannot_be_encoded_is_invalid_input_not_a_crash(broker):
     with pytest.raises(InvalidInput):  # CredentialNotFound is an InvalidInput
         broker.get_credential("ab\udcff")

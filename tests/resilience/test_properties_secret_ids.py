@@ -75,11 +75,6 @@ def test_a_well_formed_identifier_parses_into_exactly_its_parts(host, port, name
     assert (ident.vault_url, ident.name, ident.version) == (vault_url, name, version)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "product bug: parse_secret_id accepts URLs whose host is not a host name (control "
-    "characters, '..', backslashes, '<'), with user info, an IPv6 literal it turns into "
-    "'https://::1:8', or empty path segments ('/secrets//n'), and the SDK drops ';params' "
-    "from the last segment (version 'abc;def' parses as 'abc'); see the resilience report"))
 @settings(max_examples=300, deadline=None)
 @given(any_text)
 @example("https://a..b/secrets/rt-x")
@@ -113,9 +108,6 @@ def test_the_resolver_refuses_what_is_no_identifier_with_invalid_input(text):
         resolver.access_token(text, "https://api.partnercenter.microsoft.com/.default")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "product bug: parse_secret_id lets these hosts through, and the resolver then raises "
-    "urllib3's LocationParseError or the SDK's ValueError instead of InvalidInput"))
 @pytest.mark.parametrize("url", ["https://a..b/secrets/rt-x", "https://ÆÂ\\/secrets/rt-x"])
 def test_the_resolver_answers_a_malformed_host_with_invalid_input(url):
     with pytest.raises(InvalidInput):
@@ -132,10 +124,8 @@ def stored(devstack, tmp_path):
     resolver.close()
 
 
-# lone surrogates (what Python makes of undecodable bytes, e.g. in argv) are left out here:
-# they are a known product bug, proven by the xfail test below; drop the exclusion once fixed
-segment = st.text(st.characters(exclude_characters="/?#", exclude_categories=("Cs",)),
-                  max_size=16)
+# lone surrogates included: they are what Python makes of undecodable bytes, e.g. in argv
+segment = st.text(st.characters(exclude_characters="/?#"), max_size=16)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=FUNCTION_FIXTURES)
@@ -163,9 +153,6 @@ def test_the_resolver_answers_any_identifier_on_the_vault_with_a_token_or_a_brok
     assert value == broker.vault.read_token(credential.id, ident.version)[0]
 
 
-@pytest.mark.xfail(strict=True, raises=UnicodeEncodeError, reason=(
-    "product bug: parse_secret_id accepts a name or version holding a lone surrogate, and "
-    "the resolver then raises UnicodeEncodeError instead of InvalidInput"))
 @pytest.mark.parametrize("path", ["rt-\ud800", "rt-x/\udcff"], ids=["name", "version"])
 def test_the_resolver_answers_text_it_cannot_encode_with_invalid_input(devstack, path):
     url = f"{devstack.vault_url.rstrip('/')}/secrets/{path}"

@@ -12,7 +12,7 @@ import re
 from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
-from hypothesis import assume, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from consent_web import create_app
@@ -67,8 +67,6 @@ def test_any_callback_query_is_a_3xx_or_4xx_and_stores_nothing(site):
     @given(query=params, raw=st.none() | st.binary(max_size=200),
            pending=st.booleans(), with_state=st.booleans())
     def callback(query, raw, pending, with_state):
-        # known product bug, proven by the xfail test below: drop this line once it is fixed
-        assume(not (pending and not query.get("state", "").isascii()))
         client = app.test_client()
         if pending:
             state = begin_by_invite(client, token)
@@ -85,9 +83,6 @@ def test_any_callback_query_is_a_3xx_or_4xx_and_stores_nothing(site):
     assert statuses <= {400, 403, 404, 409}, statuses
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "product bug: consent_web/consent.py callback() compares the state with "
-    "hmac.compare_digest on str, which raises TypeError for non-ASCII text: a 500"))
 def test_a_callback_with_a_non_ascii_state_is_refused_not_a_500(site):
     broker, app, credential_id, token = site
     client = app.test_client()
