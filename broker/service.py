@@ -39,8 +39,8 @@ class _Listing:
 
     A listing is one vault request per 25 credentials, so a page that lists 1,000 of them under
     load would otherwise make 40 sequential requests per view. One listing is in flight at a
-    time; a write through the facade drops the cached one, and a listing that was already in
-    flight during a write is not kept.
+    time, and while it is, other callers get the previous one rather than wait; a write through
+    the facade drops the cached listing, and one that was in flight during a write is not kept.
     """
 
     def __init__(self, fetch: Callable[[], list[Credential]]) -> None:
@@ -55,7 +55,10 @@ class _Listing:
         value, at = self._entry
         if value is not None and monotonic() - at <= max_age:
             return value
-        with self._lock:
+        # another caller is refreshing: the previous listing now beats a fresh one in a second
+        if not self._lock.acquire(blocking=value is None):
+            return value
+        try:
             value, at = self._entry
             if value is not None and monotonic() - at <= max_age:
                 return value
@@ -64,6 +67,8 @@ class _Listing:
             if generation == self._generation:
                 self._entry = (value, started)
             return value
+        finally:
+            self._lock.release()
 
     def invalidate(self) -> None:
         self._generation += 1
