@@ -90,7 +90,7 @@ def test_the_session_fails_when_a_registered_secret_is_logged():
     )
     output = result.stdout + result.stderr
     assert result.returncode == 1, output
-    assert "secret value(s) appeared in logs or test output" in output
+    assert "secret value(s) appeared in integration logs or output" in output
     assert "test_planted_leak (log broker.planted)" in output
     assert "test_planted_leak (Captured log call)" in output
     assert value not in output  # not even in pytest's own display of the captured log

@@ -13,7 +13,7 @@ import logging
 import os
 import threading
 import traceback
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 
@@ -89,3 +89,48 @@ class RecordFactory:
     def uninstall(self) -> None:
         if logging.getLogRecordFactory() is self:
             logging.setLogRecordFactory(self.previous)
+
+
+# our own code logs at DEBUG during a scanned session; third-party libraries from INFO
+OUR_LOGGERS = ("broker", "consent_web", "function_app")
+
+
+def scanned_session(scanner: LeakScanner, suite: str) -> Iterator[LeakScanner]:
+    """The body of a session fixture: capture every record, then fail on any leak found."""
+    import pytest
+
+    from broker.logs import redact
+
+    factory = RecordFactory(scanner)
+    root = logging.getLogger()
+    saved = root.level, {name: logging.getLogger(name).level for name in OUR_LOGGERS}
+    root.setLevel(min(root.level, logging.INFO))
+    for name in OUR_LOGGERS:
+        logging.getLogger(name).setLevel(logging.DEBUG)
+    factory.install()
+    yield scanner
+    factory.uninstall()
+    root.setLevel(saved[0])
+    for name, level in saved[1].items():
+        logging.getLogger(name).setLevel(level)
+    leaks = scanner.find(redact.registered())
+    if leaks:
+        shown = "\n".join(f"  {leak}" for leak in leaks[:20])
+        pytest.fail(f"{len(leaks)} secret value(s) appeared in {suite} logs or output:\n"
+                    f"{shown}", pytrace=False)
+
+
+def scan_report(scanner: LeakScanner, report) -> None:
+    """From `pytest_runtest_makereport`: scan a test's captured output and failure report raw,
+    then redact them, so the terminal and CI logs never repeat a secret."""
+    from broker.logs import redact
+
+    if not report.nodeid.startswith(scanner.prefix):
+        return
+    for name, content in report.sections:
+        scanner.add(f"{report.nodeid} ({name})", content)
+    if report.failed:
+        scanner.add(f"{report.nodeid} (failure report)", report.longreprtext)
+    report.sections = [(name, redact(content)) for name, content in report.sections]
+    if report.failed and redact(report.longreprtext) != report.longreprtext:
+        report.longrepr = redact(report.longreprtext)
