@@ -17,7 +17,6 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import msal
 import pytest
 import requests
 from azure.identity import DefaultAzureCredential
@@ -26,10 +25,9 @@ from broker.logs import PATTERNS, redact
 from broker.vault import secret_client
 from devstack import seed
 from tests.integration.test_notify import smtp_server
-from tests.support.browserless import sign_in
+from tests.support.browserless import consent_with_msal
 
 ROOT = Path(__file__).resolve().parents[2]
-CALLBACK = "http://localhost:8765/consent/callback"
 RECORDED: list[tuple[tuple[str, ...], str]] = []  # (argv, output) that must hold no secret
 
 
@@ -70,17 +68,10 @@ def no_secret_in_any_output() -> Iterator[None]:
 def mint_refresh_token(stack_env: dict[str, str], user: str = seed.PARTNER_ADMIN_UPN, *,
                        own_app: bool = False) -> str:
     """A refresh token from a real sign-in with MFA and consent, as the old tooling kept them."""
-    authority = f"{stack_env['BROKER_AUTHORITY_HOST']}/{seed.PARTNER_TENANT_ID}"
     client_id, secret = ((seed.PARTNER_APP_ID, seed.PARTNER_APP_SECRET) if own_app else
                          (seed.CPV_APP_ID, stack_env["BROKER_CPV_CLIENT_SECRET"]))
-    app = msal.ConfidentialClientApplication(client_id, client_credential=secret,
-                                             authority=authority, instance_discovery=False)
-    flow = app.initiate_auth_code_flow([seed.PARTNER_CENTER_SCOPE], redirect_uri=CALLBACK,
-                                       response_mode="form_post")
-    response = sign_in(flow["auth_uri"], user, verify=stack_env["REQUESTS_CA_BUNDLE"])
-    result = app.acquire_token_by_auth_code_flow(flow, response.params,
-                                                 scopes=[seed.PARTNER_CENTER_SCOPE])
-    assert "refresh_token" in result, result.get("error_description")
+    result = consent_with_msal(stack_env["BROKER_AUTHORITY_HOST"], client_id, secret, user,
+                               verify=stack_env["REQUESTS_CA_BUNDLE"])
     redact.register(result["refresh_token"])
     redact.register(result["access_token"])
     return result["refresh_token"]

@@ -24,7 +24,6 @@ from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import azure.functions as func
-import msal
 import pytest
 from azure.functions import meta
 from azure.functions.eventgrid import EventGridEventInConverter
@@ -40,7 +39,7 @@ from broker.service import Broker
 from broker.settings import Settings, load_settings
 from broker.worker import poison_queues
 from devstack import seed
-from tests.support.browserless import sign_in
+from tests.support.browserless import consent_with_msal
 from tests.support.devstack import environment, running_devstack
 
 ADMIN = seed.PARTNER_ADMIN_UPN
@@ -62,15 +61,8 @@ def stack(tmp_path_factory):
 @pytest.fixture(scope="module")
 def consented(stack) -> str:
     """One admin consent through the emulator's pages; every credential redeems from it."""
-    app = msal.ConfidentialClientApplication(
-        seed.CPV_APP_ID, client_credential=stack.env["BROKER_CPV_CLIENT_SECRET"],
-        authority=f"{stack.authority}/organizations", instance_discovery=False)
-    flow = app.initiate_auth_code_flow([seed.PARTNER_CENTER_SCOPE],
-                                       redirect_uri="http://localhost/consent/callback",
-                                       response_mode="form_post")
-    result = app.acquire_token_by_auth_code_flow(flow, sign_in(flow["auth_uri"], ADMIN).params)
-    assert "refresh_token" in result, result.get("error")
-    return result["refresh_token"]
+    return consent_with_msal(stack.authority, seed.CPV_APP_ID,
+                             stack.env["BROKER_CPV_CLIENT_SECRET"], ADMIN)["refresh_token"]
 
 
 class Webhook:

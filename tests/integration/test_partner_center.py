@@ -13,9 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from devstack import seed
 from devstack.tokens import Signer
-from tests.support.browserless import sign_in
-
-CALLBACK = "http://localhost:8765/consent/callback"
+from tests.support.browserless import consent_with_msal
 
 
 @pytest.fixture(scope="module")
@@ -28,13 +26,8 @@ def signer(devstack) -> Signer:
 
 @pytest.fixture(scope="module")
 def msal_token(devstack) -> str:
-    app = msal.ConfidentialClientApplication(
-        seed.CPV_APP_ID, client_credential=devstack.env["BROKER_CPV_CLIENT_SECRET"],
-        authority=f"{devstack.authority}/organizations", instance_discovery=False)
-    flow = app.initiate_auth_code_flow([seed.PARTNER_CENTER_SCOPE], redirect_uri=CALLBACK,
-                                       response_mode="form_post")
-    response = sign_in(flow["auth_uri"], seed.PARTNER_ADMIN_UPN)
-    return app.acquire_token_by_auth_code_flow(flow, response.params)["access_token"]
+    return consent_with_msal(devstack.authority, seed.CPV_APP_ID,
+                             devstack.env["BROKER_CPV_CLIENT_SECRET"])["access_token"]
 
 
 def user_token(signer: Signer, **claims) -> str:

@@ -11,7 +11,6 @@ import uuid
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
-import msal
 import pytest
 from azure.core.exceptions import ServiceRequestError
 
@@ -27,9 +26,8 @@ from broker.errors import (
 from broker.settings import load_settings
 from broker.vault import Vault
 from devstack import seed
-from tests.support.browserless import sign_in
+from tests.support.browserless import consent_with_msal
 
-CALLBACK = "http://localhost:8765/consent/callback"
 PC_SCOPE = seed.PARTNER_CENTER_DEFAULT_SCOPE
 
 
@@ -64,15 +62,7 @@ def store(vault: Vault, credential: Credential, token: str) -> str:
 
 def consented_refresh_token(settings, client_id: str, secret: str) -> str:
     """A real consent: MSAL's auth-code flow, the sign-in pages completed without a browser."""
-    app = msal.ConfidentialClientApplication(
-        client_id, client_credential=secret, instance_discovery=False,
-        authority=f"{settings.authority_host}/{seed.PARTNER_TENANT_ID}")
-    flow = app.initiate_auth_code_flow([seed.PARTNER_CENTER_SCOPE], redirect_uri=CALLBACK,
-                                       response_mode="form_post")
-    response = sign_in(flow["auth_uri"], seed.PARTNER_ADMIN_UPN)
-    result = app.acquire_token_by_auth_code_flow(flow, response.params)
-    assert "refresh_token" in result, result.get("error")
-    return result["refresh_token"]
+    return consent_with_msal(settings.authority_host, client_id, secret)["refresh_token"]
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,6 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import msal
 import pytest
 
 from broker.credentials import Source
@@ -26,7 +25,7 @@ from broker.settings import Settings, load_settings
 from broker.worker import run_worker
 from devstack import seed
 from tests.integration.test_functions import DUE_AGE_DAYS, FRESH_AGE_DAYS, add_consented
-from tests.support.browserless import sign_in
+from tests.support.browserless import consent_with_msal
 from tests.support.devstack import environment, running_devstack
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,15 +42,8 @@ def stack(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def consented(stack) -> str:
-    app = msal.ConfidentialClientApplication(
-        seed.CPV_APP_ID, client_credential=stack.env["BROKER_CPV_CLIENT_SECRET"],
-        authority=f"{stack.authority}/organizations", instance_discovery=False)
-    flow = app.initiate_auth_code_flow([seed.PARTNER_CENTER_SCOPE],
-                                       redirect_uri="http://localhost/consent/callback",
-                                       response_mode="form_post")
-    result = app.acquire_token_by_auth_code_flow(
-        flow, sign_in(flow["auth_uri"], seed.PARTNER_ADMIN_UPN).params)
-    return result["refresh_token"]
+    return consent_with_msal(stack.authority, seed.CPV_APP_ID,
+                             stack.env["BROKER_CPV_CLIENT_SECRET"])["refresh_token"]
 
 
 def worker_settings(stack, tmp_path: Path, **extra: str) -> Settings:

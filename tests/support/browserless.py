@@ -24,6 +24,7 @@ from devstack import seed
 
 MAX_STEPS = 12
 TIMEOUT = 10
+CONSENT_CALLBACK = "http://localhost:8765/consent/callback"  # loopback: any port is registered
 
 
 class SignInError(Exception):
@@ -136,6 +137,25 @@ def complete_sign_in(
     if response.method != "GET":
         raise ValueError("the authority answered with response_mode=form_post; use sign_in()")
     return response.url
+
+
+def consent_with_msal(authority_host: str, client_id: str, client_secret: str,
+                      user: str = seed.PARTNER_ADMIN_UPN, *,
+                      tenant: str = seed.PARTNER_TENANT_ID, verify: str | None = None) -> dict:
+    """A real consent for Partner Center: MSAL's auth-code flow, the pages completed by
+    `sign_in`. Returns MSAL's token response (refresh and access token)."""
+    import msal
+
+    app = msal.ConfidentialClientApplication(
+        client_id, client_credential=client_secret, authority=f"{authority_host}/{tenant}",
+        instance_discovery=False)
+    flow = app.initiate_auth_code_flow([seed.PARTNER_CENTER_SCOPE],
+                                       redirect_uri=CONSENT_CALLBACK, response_mode="form_post")
+    result = app.acquire_token_by_auth_code_flow(
+        flow, sign_in(flow["auth_uri"], user, verify=verify).params)
+    if "refresh_token" not in result:
+        raise AssertionError(f"consent failed: {result.get('error_description')}")
+    return result
 
 
 def auth_response(redirect_url: str) -> dict[str, str]:
