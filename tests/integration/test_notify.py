@@ -11,18 +11,15 @@ import socket
 import ssl
 import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import SimpleNamespace
 
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 
-from broker.notify import Event, Notifier
+from broker.notify import Notifier
 from devstack.ca import ensure_certificates
-
-INVITE = "http://localhost:47400/invite/eyJjIjoiY29udG9zbyJ9.Zm9vYmFy"
+from tests.support.notify import INVITE, event, settings
 
 
 class WebhookReceiver:
@@ -93,19 +90,6 @@ def smtp_server(**kwargs) -> Iterator[tuple[MailSink, int]]:
         yield sink, port
     finally:
         controller.stop()
-
-
-def settings(**values):
-    base = {"notify_webhook_url": None, "smtp_url": None, "notify_email": None}
-    return SimpleNamespace(**{**base, **values})
-
-
-def event(**values) -> Event:
-    base = dict(kind="needs-consent", credential_id="contoso-test",
-                message="Entra ID refused the refresh token: AADSTS50173: the grant was revoked.",
-                action="An admin of the partner tenant must consent again.", invite_url=INVITE,
-                occurred_at=datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC))
-    return Event(**{**base, **values})
 
 
 @pytest.fixture
