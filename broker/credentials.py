@@ -15,6 +15,7 @@ from enum import StrEnum
 from typing import Any
 
 from broker.errors import InvalidInput
+from broker.reasons import Explanation, explain, is_code
 
 SLUG = r"^[a-z0-9][a-z0-9-]{0,62}$"
 ENVIRONMENTS = ("test", "production")
@@ -38,6 +39,15 @@ class Status(StrEnum):
     EXPIRING = "expiring"
     NEEDS_CONSENT = "needs-consent"
     ERROR = "error"
+
+
+# The broker's bookkeeping tags beyond the contract's eleven: Key Vault allows 15 tags, so these
+# four are all there is room for. Their formats live here, in one place, for every writer.
+ROLES_TAG = "roles"            # "Global Administrator,Admin Agent"
+VALIDATION_TAG = "validation"  # the last validation: "<result> <ISO instant>" (see `Check`)
+INVITE_TAG = "invite"          # the one open invite: "<invite id> <expiry, epoch seconds>"
+REASON_TAG = "reason"          # why the status is not active: "<code> <ISO instant> <by>"
+LEGACY_VALIDATED_AT = "validated_at"  # older versions kept the validation's time apart
 
 
 class Source(StrEnum):
@@ -194,6 +204,139 @@ def format_instant(value: datetime) -> str:
     return value.astimezone(UTC).isoformat(timespec="microseconds")
 
 
+def _short_instant(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def human_instant(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+@dataclass(frozen=True)
+class Check:
+    """The last validation of a version: its result slug and when it ran (`validation` tag)."""
+
+    result: str
+    at: datetime | None
+
+    @property
+    def ok(self) -> bool:
+        return self.result == "ok"
+
+    def tag(self) -> str:
+        at = _short_instant(self.at) if self.at else ""
+        return f"{self.result[:64]} {at}".strip()
+
+    @classmethod
+    def from_tags(cls, tags: Mapping[str, str]) -> Check | None:
+        """Reads `"<result> <instant>"`, and the older pair of `validation` + `validated_at`."""
+        value = (tags.get(VALIDATION_TAG) or "").strip()
+        if not value:
+            return None
+        result, _, at = value.partition(" ")
+        return cls(result, _instant(at) or _instant(tags.get(LEGACY_VALIDATED_AT)))
+
+    def tag_changes(self) -> dict[str, str | None]:
+        """The tag updates that record this check (folding away the older separate tag)."""
+        return {VALIDATION_TAG: self.tag(), LEGACY_VALIDATED_AT: None}
+
+
+BY = ("rotation", "validation", "edit", "consent", "worker", "import")
+
+
+@dataclass(frozen=True)
+class Reason:
+    """Why a credential's status is not active: a code (an AADSTS code or one of the broker's
+    names in `broker.reasons`), when it was found or when a date runs out, and what found it.
+
+    Stored as the `reason` tag of the current version ("AADSTS7000222 2026-12-06T17:40:03Z
+    rotation"); the words and the action come from `broker.reasons` when it is shown.
+    """
+
+    code: str
+    at: datetime | None = None
+    by: str | None = None  # one of BY; None for reasons derived from dates
+    needs_consent: bool = False  # how to read an AADSTS code we have no words for
+
+    def tag(self) -> str:
+        parts = [self.code, _short_instant(self.at) if self.at else "-", self.by or "-"]
+        return " ".join(parts)[:256]
+
+    @classmethod
+    def from_tag(cls, value: str | None, *, needs_consent: bool = False) -> Reason | None:
+        parts = (value or "").split()
+        if not 1 <= len(parts) <= 3 or not is_code(parts[0]):
+            return None
+        at = None
+        if len(parts) > 1 and parts[1] != "-":
+            at = _instant(parts[1])
+            if at is None:
+                return None
+        by = parts[2] if len(parts) > 2 and parts[2] in BY else None
+        return cls(parts[0], at, by, needs_consent)
+
+    @property
+    def explanation(self) -> Explanation:
+        return explain(self.code, needs_consent=self.needs_consent)
+
+    @property
+    def meaning(self) -> str:
+        return self.explanation.meaning
+
+    @property
+    def action(self) -> str:
+        return self.explanation.action
+
+    def command(self, credential_id: str) -> str | None:
+        template = self.explanation.command
+        return template.format(id=credential_id) if template else None
+
+    @property
+    def derived(self) -> bool:
+        """Read off a date (an expiry) rather than found by a check."""
+        return self.by is None
+
+    @property
+    def when(self) -> str:
+        """"found by rotation on 2026-12-06 17:40 UTC", or the date a derived reason is about."""
+        if self.at is None:
+            return ""
+        if self.derived:
+            verb = "expires" if self.code.endswith("expiring") else "since"
+            if self.code == "not-consented":
+                verb = "registered"
+            return f"{verb} {human_instant(self.at)}"
+        return f"found by {self.by} on {human_instant(self.at)}"
+
+    @property
+    def label(self) -> str:
+        """The code as shown next to the meaning: AADSTS codes as they are, ours in words."""
+        return self.code if self.code.startswith("AADSTS") else ""
+
+    def summary(self) -> str:
+        """One line: "AADSTS50173: the grant was revoked (…), found by rotation on …"."""
+        text = f"{self.label}: {self.meaning}" if self.label else _capital(self.meaning)
+        return f"{text} ({self.when})" if self.when else text
+
+    def as_dict(self, credential_id: str) -> dict[str, str | None]:
+        """The `--json` shape (keys only ever added)."""
+        return {"code": self.code, "meaning": self.meaning, "action": self.action,
+                "command": self.command(credential_id), "by": self.by,
+                "at": self.at.astimezone(UTC).isoformat() if self.at else None}
+
+
+def _capital(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def reason_for(error: Exception, *, by: str, at: datetime) -> Reason:
+    """The reason to store when a check failed with `error` (NeedsConsent, AppMisconfigured)."""
+    from broker.errors import NeedsConsent
+
+    needs_consent = isinstance(error, NeedsConsent)
+    return Reason(getattr(error, "code", None) or "unknown", at, by, needs_consent)
+
+
 @dataclass(frozen=True)
 class TokenVersion:
     """One version of `rt-<id>`, from its properties only.
@@ -247,7 +390,16 @@ class TokenVersion:
 
     @property
     def roles(self) -> tuple[str, ...]:
-        return tuple(r for r in self.tags.get("roles", "").split(",") if r)
+        return tuple(r for r in self.tags.get(ROLES_TAG, "").split(",") if r)
+
+    @property
+    def reason(self) -> Reason | None:
+        return Reason.from_tag(self.tags.get(REASON_TAG),
+                               needs_consent=self.status is Status.NEEDS_CONSENT)
+
+    @property
+    def check(self) -> Check | None:
+        return Check.from_tags(self.tags)
 
 
 @dataclass(frozen=True)
@@ -266,6 +418,7 @@ class Credential:
     secret_expires_on: datetime | None = None
     last_validated_at: datetime | None = None
     last_validation: str | None = None
+    stored_reason: Reason | None = None
 
     @property
     def is_cpv(self) -> bool:
@@ -275,6 +428,7 @@ class Credential:
     def from_latest(cls, credential_id: str, latest: TokenVersion, secret_id: str,
                     secret_expires_on: datetime | None = None) -> Credential:
         tags = latest.tags
+        check = latest.check
         client_id = tags.get("client_id") or CPV
         return cls(
             id=credential_id, environment=tags.get("environment", ""),
@@ -285,8 +439,9 @@ class Credential:
             # a credential moved to the CPV model keeps its old cs-<id> (history), which no
             # longer says anything about it
             secret_expires_on=None if client_id == CPV else secret_expires_on,
-            last_validated_at=_instant(tags.get("validated_at")),
-            last_validation=tags.get("validation") or None,
+            last_validated_at=check.at if check else None,
+            last_validation=check.result if check else None,
+            stored_reason=latest.reason,
         )
 
     def days_until_token_expiry(self, now: datetime) -> int | None:
@@ -314,3 +469,31 @@ class Credential:
         if any(d is not None and d <= horizon for d in (token_expiry, self.secret_expires_on)):
             return Status.EXPIRING
         return Status.ACTIVE
+
+    def reason(self, now: datetime, warn_days: int = 30) -> Reason | None:
+        """Why `status(now)` is not active (None when it is): the reason a check stored, or
+        the one read off a date (registration, the token's or the client secret's expiry)."""
+        status = self.status(now, warn_days)
+        latest = self.latest
+        token_expiry = None if latest is None or latest.is_placeholder else latest.expires_on
+        secret_expiry = self.secret_expires_on
+        if status is Status.ACTIVE:
+            return None
+        if status is Status.EXPIRING:
+            horizon = now + timedelta(days=warn_days)
+            token_soon = token_expiry is not None and token_expiry <= horizon
+            secret_soon = secret_expiry is not None and secret_expiry <= horizon
+            if token_soon and secret_soon:
+                return Reason("token-and-secret-expiring", min(token_expiry, secret_expiry))
+            if secret_soon:
+                return Reason("secret-expiring", secret_expiry)
+            return Reason("token-expiring", token_expiry)
+        if self.stored_status is status and self.stored_reason is not None:
+            return self.stored_reason
+        if status is Status.PENDING_CONSENT:
+            return Reason("not-consented", latest.obtained_at if latest else None)
+        if status is Status.NEEDS_CONSENT and token_expiry is not None and token_expiry <= now:
+            return Reason("token-expired", token_expiry)
+        if status is Status.ERROR and secret_expiry is not None and secret_expiry <= now:
+            return Reason("secret-expired", secret_expiry)
+        return Reason("unknown", needs_consent=status is Status.NEEDS_CONSENT)

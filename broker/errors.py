@@ -1,6 +1,6 @@
 """The broker's errors: one small hierarchy, mapped once from SDK and MSAL failures.
 
-    BrokerError                 .hint: what the operator should do next
+    BrokerError                 .hint: what the operator should do next; .code: the reason
     ├── InvalidInput            .errors: {field: message}; nothing was changed
     │   └── CredentialNotFound  .credential_id
     ├── SettingsError           .setting: the variable that is missing or invalid
@@ -24,11 +24,15 @@ class BrokerError(Exception):
 
     default_message = "The broker could not complete the operation."
     hint = "Check the broker's log for the correlation id of this operation."
+    code: str | None = None  # a reason code (`AADSTS50173`, see broker.reasons) when known
 
-    def __init__(self, message: str | None = None, *, hint: str | None = None) -> None:
+    def __init__(self, message: str | None = None, *, hint: str | None = None,
+                 code: str | None = None) -> None:
         super().__init__(message or self.default_message)
         if hint is not None:
             self.hint = hint
+        if code is not None:
+            self.code = code
 
     @property
     def message(self) -> str:
@@ -92,8 +96,8 @@ _CONSENT_HINTS = {
     "admin-consent-required": "A Global Administrator of the partner tenant must consent.",
     "state-mismatch": "The sign-in did not match this session; start the consent again.",
     "code-rejected": "The sign-in code was not accepted (it may have been used); start again.",
-    "invite-invalid": "The invite link is expired, used or not genuine; ask the operator for a "
-                      "new one (`broker invite <id>`).",
+    "invite-invalid": "The invite link is expired, used or not genuine; ask the person who "
+                      "sent it for a new one.",
 }
 
 

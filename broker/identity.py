@@ -31,6 +31,7 @@ from broker.errors import (
     SettingsError,
     TransientFailure,
 )
+from broker.reasons import AADSTS
 
 PARTNER_CENTER_SCOPE = "https://api.partnercenter.microsoft.com/user_impersonation"
 GRAPH_SCOPE = "https://graph.microsoft.com/Directory.Read.All"
@@ -39,35 +40,6 @@ ARM_SCOPE = "https://management.azure.com/user_impersonation"
 TIMEOUT = (5.0, 30.0)  # connect, read: a hung token endpoint must not hold a lease forever
 _MICROSOFT_HOSTS = WELL_KNOWN_AUTHORITY_HOSTS | {"login.microsoft.com", "sts.windows.net"}
 
-# what each AADSTS code means to an operator, and what they should do about it
-_CODES: dict[int, tuple[str, str]] = {
-    700082: ("the refresh token expired after 90 days without use",
-             "an admin of the partner tenant must consent again (send an invite link)"),
-    50173: ("the grant was revoked (a password change or an admin revoked the sessions)",
-            "an admin of the partner tenant must consent again (send an invite link)"),
-    70000: ("the refresh token is no longer valid",
-            "an admin of the partner tenant must consent again (send an invite link)"),
-    70008: ("the refresh token or authorization code has expired",
-            "an admin of the partner tenant must consent again (send an invite link)"),
-    65001: ("the app has not been consented to in the partner tenant",
-            "an admin of the partner tenant must consent (send an invite link)"),
-    50076: ("multi-factor authentication is required",
-            "an admin who signs in with MFA must consent again"),
-    50079: ("the user must register for multi-factor authentication",
-            "register MFA for the admin, then consent again"),
-    54005: ("the authorization code was already redeemed",
-            "start the consent again from the link; a code works once"),
-    7000215: ("the client secret is not valid",
-              "put the app's current client secret into the credential "
-              "(or BROKER_CPV_CLIENT_SECRET)"),
-    7000222: ("the client secret has expired",
-              "create a new client secret for the app and update the credential with it"),
-    700016: ("the application was not found in the tenant",
-             "check the client id, and that the app is multi-tenant and consented in this tenant"),
-    90002: ("the tenant was not found", "check the credential's tenant id or domain"),
-    50105: ("the user is not an Admin Agent of the partner tenant",
-            "an admin in the partner tenant's AdminAgents group must consent again"),
-}
 _NEEDS_CONSENT = {"invalid_grant", "interaction_required", "consent_required", "login_required"}
 _MISCONFIGURED = {"invalid_client", "unauthorized_client"}
 _MISCONFIGURED_CODES = {700016, 7000215, 7000222, 7000221, 90002}
@@ -105,11 +77,16 @@ def _codes(result: Mapping) -> list[int]:
 
 def _explain(error: str, codes: list[int], default: tuple[str, str]) -> tuple[str, str]:
     for code in codes:
-        if code in _CODES:
-            what, todo = _CODES[code]
-            return f"AADSTS{code}: {what}", todo
+        if code in AADSTS:
+            return f"AADSTS{code}: {AADSTS[code].meaning}", AADSTS[code].action
     label = f"AADSTS{codes[0]}: " if codes else ""
     return f"{label}{default[0]} ({error or 'no error code'})", default[1]
+
+
+def _code(codes: list[int]) -> str | None:
+    """The reason code stored with a status: the first AADSTS code we have words for."""
+    known = [c for c in codes if c in AADSTS]
+    return f"AADSTS{(known or codes)[0]}" if codes else None
 
 
 def _retry_after(result: Mapping) -> float | None:
@@ -149,7 +126,8 @@ def classify(result: Mapping, *, flow: str = "refresh") -> BrokerError:
     if error in _MISCONFIGURED or set(codes) & _MISCONFIGURED_CODES:
         message, todo = _explain(error, codes, ("the app is misconfigured", "fix the app"))
         return AppMisconfigured(
-            f"Entra ID refused the app: {message}. The stored token is kept.", hint=todo
+            f"Entra ID refused the app: {message}. The stored token is kept.", hint=todo,
+            code=_code(codes),
         )
 
     if flow == "code":
@@ -177,13 +155,15 @@ def classify(result: Mapping, *, flow: str = "refresh") -> BrokerError:
         message, todo = _explain(
             error, codes, ("the grant is no longer valid", "an admin must consent again")
         )
-        return NeedsConsent(f"Entra ID refused the refresh token: {message}.", hint=todo)
+        return NeedsConsent(f"Entra ID refused the refresh token: {message}.", hint=todo,
+                            code=_code(codes))
 
     message, todo = _explain(
         error, codes, ("the token request was refused", "check the app's registration")
     )
     return AppMisconfigured(
-        f"Entra ID refused the request: {message}. The stored token is kept.", hint=todo
+        f"Entra ID refused the request: {message}. The stored token is kept.", hint=todo,
+        code=_code(codes),
     )
 
 
@@ -293,9 +273,11 @@ class Identity:
     def authority(self, credential) -> str:
         return f"{self.settings.authority_host.rstrip('/')}/{credential.tenant_id}"
 
-    def _client_credentials(self, credential) -> tuple[str, str]:
+    def _client_credentials(self, credential, client_secret: str | None = None
+                            ) -> tuple[str, str]:
         if credential.client_id:
-            return credential.client_id, self.vault.read_client_secret(credential.id)
+            return credential.client_id, (client_secret
+                                          or self.vault.read_client_secret(credential.id))
         if not self.settings.cpv_client_id or not self.settings.cpv_client_secret:
             raise SettingsError(
                 "BROKER_CPV_CLIENT_ID",
@@ -306,11 +288,12 @@ class Identity:
             )
         return self.settings.cpv_client_id, self.settings.cpv_client_secret
 
-    def _app(self, credential) -> msal.ConfidentialClientApplication:
+    def _app(self, credential, client_secret: str | None = None
+             ) -> msal.ConfidentialClientApplication:
         # A fresh application per operation: MSAL's in-memory token cache then never outlives
         # the call, and its response throttle cache does not replay an old 503 to our own
         # backoff (which honours Retry-After itself).
-        client_id, secret = self._client_credentials(credential)
+        client_id, secret = self._client_credentials(credential, client_secret)
         microsoft = is_microsoft_host(self.settings.authority_host)
         return self._guard(
             lambda: msal.ConfidentialClientApplication(
@@ -356,10 +339,11 @@ class Identity:
 
     # -- flows ------------------------------------------------------------------------------
 
-    def redeem(self, credential, refresh_token: str, scopes: Sequence[str] | None = None
-               ) -> Redemption:
-        """Exchange a refresh token for a new one (and an access token): this is the renewal."""
-        app = self._app(credential)
+    def redeem(self, credential, refresh_token: str, scopes: Sequence[str] | None = None, *,
+               client_secret: str | None = None) -> Redemption:
+        """Exchange a refresh token for a new one (and an access token): this is the renewal.
+        `client_secret` tries a partner app's new secret before it is stored."""
+        app = self._app(credential, client_secret)
         result = self._guard(
             lambda: app.acquire_token_by_refresh_token(
                 refresh_token, scopes=list(scopes or [PARTNER_CENTER_SCOPE])

@@ -236,7 +236,8 @@ def _notify_validation(broker, credential_id: str, report) -> None:
         latest = broker.get_credential(credential_id).latest
     except BrokerError:
         return
-    tag = latest.tags.get("validation") if latest is not None else None
+    check = latest.check if latest is not None else None
+    tag = check.result if check is not None else None
     if tag == "no-mfa":
         _notify(broker, "needs-consent", credential_id, report.message,
                 "an admin must consent again, signing in with multi-factor authentication")

@@ -23,7 +23,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
-from broker.credentials import Credential, Source, Status, TokenVersion
+from broker.credentials import (
+    INVITE_TAG,
+    REASON_TAG,
+    VALIDATION_TAG,
+    Credential,
+    Reason,
+    Source,
+    Status,
+    TokenVersion,
+    reason_for,
+)
 from broker.errors import (
     AppMisconfigured,
     BrokerError,
@@ -40,8 +50,9 @@ log = get_logger(__name__)
 Outcome = Literal["rotated", "skipped", "needs-consent", "error", "deferred"]
 # statuses that only a human can leave: rotating them would only fail again
 _WAITING_FOR_HUMAN = (Status.PENDING_CONSENT, Status.NEEDS_CONSENT)
-# tags a new version inherits from the one it replaces (the contract's tags are set by the vault)
-_CARRIED_TAGS = ("invite", "validated_at", "validation")
+# tags a new version inherits from the one it replaces (the contract's tags are set by the vault);
+# a status reason is not among them: a new token is what a failure's fix looks like
+_CARRIED_TAGS = (INVITE_TAG, VALIDATION_TAG)
 
 
 @dataclass(frozen=True)
@@ -92,6 +103,22 @@ class RetryPolicy:
     def delay(self, attempt: int, retry_after: float | None) -> float:
         backoff = min(self.cap, self.base * 2 ** attempt) * random.uniform(0.5, 1.0)  # noqa: S311
         return max(backoff, retry_after or 0.0)
+
+
+def status_tags(status: Status, reason: Reason | None) -> dict[str, str | None]:
+    """The tag changes that set a status with its reason (no reason clears the tag)."""
+    return {"status": status.value, REASON_TAG: reason.tag() if reason else None}
+
+
+def status_message(credential_id: str, status: Status, reason: Reason) -> str:
+    """What a notification says happened: the new status and the reason, with its code."""
+    words = {Status.NEEDS_CONSENT: "needs consent", Status.ERROR: "is in error"}
+    return f"Credential {credential_id} {words.get(status, status.value)}: {reason.summary()}."
+
+
+def action_text(credential_id: str, reason: Reason) -> str:
+    command = reason.command(credential_id)
+    return f"{reason.action}" + (f" From the command line: {command}" if command else "")
 
 
 # -- planning ---------------------------------------------------------------------------------
@@ -207,14 +234,16 @@ class Rotator:
                               "Rotated: the new token is stored and read back.")
 
     def renew(self, credential: Credential, latest: TokenVersion, *, source: Source,
-              scopes: Sequence[str] | None = None) -> tuple[TokenVersion, Redemption]:
+              scopes: Sequence[str] | None = None, client_secret: str | None = None,
+              ) -> tuple[TokenVersion, Redemption]:
         """Redeem `latest` and store the fresh token as the next version. Call with the lease.
 
         Conflict when another version appeared meanwhile: the fresh token is then dropped (the
         redeemed one stays valid), never written over the newer one.
         """
         token, _ = self.retrying(lambda: self.vault.read_token(credential.id, latest.version))
-        redemption = self.retrying(lambda: self.identity.redeem(credential, token, scopes))
+        redemption = self.retrying(lambda: self.identity.redeem(
+            credential, token, scopes, client_secret=client_secret))
         if self.after_redeem is not None:
             self.after_redeem(credential.id)
         current = self.retrying(lambda: self.vault.latest_version(credential.id))
@@ -224,6 +253,9 @@ class Rotator:
                 "and the redeemed token was discarded."
             )
         carried = {k: latest.tags[k] for k in _CARRIED_TAGS if latest.tags.get(k)}
+        check = latest.check
+        if check is not None:  # written in one tag from now on
+            carried[VALIDATION_TAG] = check.tag()
 
         def write() -> TokenVersion:
             self.limiter.take()  # each try is a secret create, paced below the vault's limit
@@ -255,21 +287,26 @@ class Rotator:
     # failures that need a human
 
     def record_failure(self, credential: Credential, latest: TokenVersion,
-                       exc: NeedsConsent | AppMisconfigured) -> Outcome:
-        """Tag the latest version and tell someone; the stored token itself is kept."""
+                       exc: NeedsConsent | AppMisconfigured, *, by: str = "rotation") -> Outcome:
+        """Tag the latest version with the status and its reason, and tell someone; the stored
+        token itself is kept. A consent link goes with a needs-consent notification: the open
+        one if the operator already sent one (never replaced behind their back), else a new one.
+        """
         needs_consent = isinstance(exc, NeedsConsent)
         status = Status.NEEDS_CONSENT if needs_consent else Status.ERROR
+        reason = reason_for(exc, by=by, at=datetime.now(UTC))
         invite_url = None
         try:
             self.retrying(lambda: self.vault.update_tags(
-                credential.id, latest.version, status=status.value))
+                credential.id, latest.version, **status_tags(status, reason)))
             if needs_consent:
-                invite_url = self.invites.create(credential.id).url
+                invite_url = self.invites.create(credential.id, reuse_open=True).url
         except BrokerError as failure:
             log.warning("could not record %s on %s: %s", status.value, credential.id, failure)
         self._notify(
-            "needs-consent" if needs_consent else "error", credential.id, str(exc),
-            exc.hint, invite_url,
+            "needs-consent" if needs_consent else "error", credential.id,
+            status_message(credential.id, status, reason), action_text(credential.id, reason),
+            invite_url,
         )
         return "needs-consent" if needs_consent else "error"
 

@@ -11,19 +11,45 @@ from __future__ import annotations
 import functools
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from pathlib import Path
 from time import monotonic
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from broker.consent import Consent, ConsentResult, ConsentStart
-from broker.credentials import Credential, CredentialSpec, Status, TokenVersion
-from broker.errors import CredentialNotFound, InvalidInput
+from broker.credentials import (
+    Credential,
+    CredentialSpec,
+    Reason,
+    Source,
+    Status,
+    TokenVersion,
+    reason_for,
+)
+from broker.errors import (
+    AppMisconfigured,
+    BrokerError,
+    CredentialNotFound,
+    InvalidInput,
+    NeedsConsent,
+    TransientFailure,
+)
 from broker.identity import Identity
 from broker.invites import Invite, Invites
 from broker.logs import get_logger
-from broker.rotation import DueItem, RetryPolicy, RotationResult, RotationSummary, Rotator
+from broker.rotation import (
+    DueItem,
+    RetryPolicy,
+    RotationResult,
+    RotationSummary,
+    Rotator,
+    action_text,
+    status_message,
+    status_tags,
+)
 from broker.validation import ValidationReport, Validator
+from broker.vault import RemovedCredential
 
 if TYPE_CHECKING:
     from broker import importer
@@ -32,6 +58,26 @@ if TYPE_CHECKING:
 log = get_logger(__name__)
 
 EDIT_LEASE_WAIT = 30.0  # an edit waits this long for a rotation of the same credential
+
+
+Verified = Literal["verified", "needs-consent", "unverified", "consent-needed", "unchanged"]
+
+
+@dataclass(frozen=True)
+class EditResult:
+    """An edit and what became of it: `verified` says whether a new client secret was proven
+    with Entra ID (a redemption of the stored token) before the credential is called active.
+
+    - verified: Entra ID accepted the new secret; the fresh token is the new current version
+    - needs-consent: the secret is stored, but the grant itself is dead (an admin must consent)
+    - unverified: the secret is stored, but Entra ID could not be asked (`message` says why)
+    - consent-needed: the tenant or app changed; the credential waits for a new consent
+    - unchanged: nothing that needs proving changed
+    """
+
+    credential: Credential
+    verified: Verified
+    message: str = ""
 
 
 class _Listing:
@@ -165,11 +211,20 @@ class Broker:
         log.info("credential %s registered (pending consent)", spec.id)
         return self.vault.get_credential(spec.id)
 
-    @_writes
     def edit_credential(self, credential_id: str, spec: CredentialSpec) -> Credential:
-        """Change a credential's fields. A new app or tenant invalidates the consent: every
-        token version is disabled (kept for the record, never deleted) and a new placeholder
-        makes the credential pending-consent again."""
+        """`edit`, for callers that need only the credential as it now is."""
+        return self.edit(credential_id, spec).credential
+
+    @_writes
+    def edit(self, credential_id: str, spec: CredentialSpec) -> EditResult:
+        """Change a credential's fields.
+
+        A new app or tenant invalidates the consent: every token version is disabled (kept for
+        the record, never deleted) and a new placeholder makes the credential pending-consent
+        again. A new client secret for the same app is proven first, by redeeming the stored
+        token with it: a secret Entra ID refuses is InvalidInput and nothing is saved, so an
+        edit never reports a credential active that the next rotation would find broken.
+        """
         existing = self.vault.get_credential(credential_id)
         now = datetime.now(UTC)
         spec = spec.validated(now=now, existing=existing)
@@ -177,26 +232,61 @@ class Broker:
                        or (spec.client_id or None) != (existing.client_id or None))
         with self.leases.hold(credential_id, wait=EDIT_LEASE_WAIT):
             existing = self.vault.get_credential(credential_id)
-            if spec.client_id and spec.client_secret:
-                self.vault.write_client_secret(credential_id, spec.client_secret,
-                                               _end_of_day(spec.secret_expires_on))
             if app_changed:
+                if spec.client_id and spec.client_secret:
+                    self.vault.write_client_secret(credential_id, spec.client_secret,
+                                                   _end_of_day(spec.secret_expires_on))
                 for version in self.vault.versions(credential_id):
                     if version.enabled:
                         self.vault.set_enabled(credential_id, version.version, False)
-                self.vault.create_placeholder(spec, now=now)
+                self.vault.create_placeholder(spec, now=now,
+                                              reason=Reason("app-changed", now, "edit"))
                 log.info("credential %s changed app or tenant: consent needed again",
                          credential_id)
-            else:
-                latest = existing.latest
-                changes = {k: getattr(spec, k) for k in ("environment", "product", "marketplace")
-                           if getattr(spec, k) != getattr(existing, k)}
-                if spec.client_secret and latest.status is Status.ERROR:
-                    # the usual cause of an app error is fixed; the next rotation re-checks
-                    changes["status"] = Status.ACTIVE.value
-                if changes:
-                    self.vault.update_tags(credential_id, latest.version, **changes)
-        return self.vault.get_credential(credential_id)
+                return EditResult(self.vault.get_credential(credential_id), "consent-needed")
+            verified: Verified = "unchanged"
+            message = ""
+            if spec.client_id and spec.client_secret:
+                verified, message = self._new_client_secret(existing, spec)
+            latest = self.vault.latest_version(credential_id)
+            changes = {k: getattr(spec, k) for k in ("environment", "product", "marketplace")
+                       if getattr(spec, k) != getattr(existing, k)}
+            if changes:
+                self.vault.update_tags(credential_id, latest.version, **changes)
+        return EditResult(self.vault.get_credential(credential_id), verified, message)
+
+    def _new_client_secret(self, existing: Credential, spec: CredentialSpec
+                           ) -> tuple[Verified, str]:
+        """Prove a partner app's new client secret, then store it. Call with the lease."""
+        latest = existing.latest
+        expires = _end_of_day(spec.secret_expires_on)
+        if latest is None or latest.is_placeholder or not latest.enabled:
+            # no token to redeem yet: the consent that follows proves the secret
+            self.vault.write_client_secret(existing.id, spec.client_secret, expires)
+            return "unchanged", ""
+        try:
+            self.rotator.renew(existing, latest, source=Source.ROTATION,
+                               client_secret=spec.client_secret)
+        except AppMisconfigured as exc:
+            reason = reason_for(exc, by="edit", at=datetime.now(UTC))
+            raise InvalidInput(errors={"client_secret": (
+                f"Entra ID refused this client secret: {reason.summary()}. {reason.action} "
+                "Nothing was saved.")}) from None
+        except NeedsConsent as exc:
+            self.vault.write_client_secret(existing.id, spec.client_secret, expires)
+            reason = reason_for(exc, by="edit", at=datetime.now(UTC))
+            self.vault.update_tags(existing.id, latest.version,
+                                   **status_tags(Status.NEEDS_CONSENT, reason))
+            return "needs-consent", status_message(existing.id, Status.NEEDS_CONSENT, reason) \
+                + " " + action_text(existing.id, reason)
+        except (TransientFailure, BrokerError) as exc:
+            self.vault.write_client_secret(existing.id, spec.client_secret, expires)
+            return "unverified", (f"The new client secret is stored but could not be checked: "
+                                  f"{exc} Validate the credential when Entra ID answers again.")
+        self.vault.write_client_secret(existing.id, spec.client_secret, expires)
+        log.info("credential %s: new client secret verified and stored", existing.id)
+        return "verified", ("Entra ID accepted the new client secret and renewed the token; "
+                            "it is stored as the current version.")
 
     @_writes
     def remove_credential(self, credential_id: str) -> None:
@@ -204,6 +294,27 @@ class Broker:
         self.vault.get_credential(credential_id)
         with self.leases.hold(credential_id, wait=EDIT_LEASE_WAIT):
             self.vault.delete_credential(credential_id)
+
+    def removed_credentials(self) -> list[RemovedCredential]:
+        """Credentials removed and still recoverable (soft-deleted `rt-<id>`), newest first."""
+        return self.vault.removed_credentials()
+
+    def removed_credential(self, credential_id: str) -> RemovedCredential:
+        return self.vault.removed_credential(credential_id)
+
+    @_writes
+    def recover_credential(self, credential_id: str) -> Credential:
+        """Undo a removal: recover `rt-<id>` (and `cs-<id>`) with every version and tag."""
+        self.vault.recover_credential(credential_id)
+        log.info("credential %s recovered", credential_id)
+        return self.vault.get_credential(credential_id)
+
+    @_writes
+    def purge_credential(self, credential_id: str) -> None:
+        """Delete a removed credential for good, freeing its id; InvalidInput where the vault's
+        purge protection forbids it (production vaults), saying when Key Vault will."""
+        self.vault.purge_credential(credential_id)
+        log.info("credential %s purged", credential_id)
 
     def _exists(self, credential_id: str) -> bool:
         try:
@@ -259,10 +370,12 @@ class Broker:
     def mark_error(self, credential_id: str, message: str) -> None:
         """Flag a credential as in error (for example a poisoned rotation message) and notify."""
         latest = self.vault.latest_version(credential_id)
-        self.vault.update_tags(credential_id, latest.version, status=Status.ERROR.value)
-        self._notify("error", credential_id, message,
-                     "look at the broker's log for this credential, fix the cause, then run "
-                     f"`broker rotate {credential_id}`", None)
+        reason = Reason("rotation-failed", datetime.now(UTC), "worker")
+        self.vault.update_tags(credential_id, latest.version,
+                               **status_tags(Status.ERROR, reason))
+        self._notify("error", credential_id,
+                     f"{status_message(credential_id, Status.ERROR, reason)} {message}",
+                     action_text(credential_id, reason), None)
 
     # -- validation and import ---------------------------------------------------------------
 

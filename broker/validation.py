@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 
 import requests
 
-from broker.credentials import Source, format_instant
+from broker.credentials import Check, Reason, Source, Status
 from broker.errors import (
     AppMisconfigured,
     BrokerError,
@@ -25,6 +25,7 @@ from broker.errors import (
     TransientFailure,
 )
 from broker.logs import bound, correlation_id, get_logger
+from broker.rotation import status_tags
 
 log = get_logger(__name__)
 
@@ -63,9 +64,9 @@ class Validator:
         latest = credential.latest
 
         def report(ok: bool, message: str, tag: str, *, version=None, mfa=False,
-                   organization=None) -> ValidationReport:
+                   organization=None, status: Status | None = None) -> ValidationReport:
             self._record(credential_id, version or (latest.version if latest else None),
-                         checked_at, tag)
+                         checked_at, tag, status)
             return ValidationReport(credential_id, ok, checked_at,
                                     version or (latest.version if latest else None), mfa,
                                     organization, message)
@@ -85,7 +86,7 @@ class Validator:
             try:
                 new, redemption = self.rotator.renew(credential, latest, source=Source.ROTATION)
             except (NeedsConsent, AppMisconfigured) as exc:
-                outcome = self.rotator.record_failure(credential, latest, exc)
+                outcome = self.rotator.record_failure(credential, latest, exc, by="validation")
                 return report(False, f"{exc} {exc.hint}", outcome)
             except Conflict as exc:
                 return ValidationReport(credential_id, False, checked_at, latest.version,
@@ -99,12 +100,14 @@ class Validator:
         if not mfa:
             return report(False, "The access token does not show multi-factor authentication: "
                                  "an admin must consent again, signing in with MFA.", "no-mfa",
-                          version=version)
-        ok, organization, message = self._partner_center(redemption.access_token)
+                          version=version, status=Status.NEEDS_CONSENT)
+        ok, organization, message, refused = self._partner_center(redemption.access_token)
         return report(ok, message, "ok" if ok else "partner-center", version=version, mfa=True,
-                      organization=organization)
+                      organization=organization, status=Status.ERROR if refused else None)
 
-    def _partner_center(self, access_token: str) -> tuple[bool, str | None, str]:
+    def _partner_center(self, access_token: str) -> tuple[bool, str | None, str, bool]:
+        """(ok, organization, message, refused): refused is Partner Center saying no to the
+        token itself (401/403), as opposed to being unreachable or failing."""
         url = f"{self.settings.partner_center_url.rstrip('/')}/v1/profiles/organization"
         headers = {
             "Authorization": f"Bearer {access_token}",
@@ -115,12 +118,12 @@ class Validator:
         try:
             response = self.session.get(url, headers=headers, timeout=TIMEOUT)
         except requests.RequestException as exc:
-            return False, None, (f"Partner Center could not be reached "
-                                 f"({type(exc).__name__}); validate again later.")
+            return False, None, (f"Partner Center at {url} could not be reached "
+                                 f"({type(exc).__name__}); validate again later."), False
         if response.status_code != 200:
             return False, None, (
                 f"Partner Center refused the token (HTTP {response.status_code}, correlation "
-                f"id {headers['MS-CorrelationId']}).")
+                f"id {headers['MS-CorrelationId']})."), response.status_code in (401, 403)
         try:
             body = response.json()
         except ValueError:
@@ -129,15 +132,18 @@ class Validator:
         if isinstance(body, dict):
             organization = body.get("companyName") or body.get("name") or body.get("id")
         name = f" as {organization}" if organization else ""
-        return True, organization, f"Valid: Partner Center answered{name}."
+        return True, organization, f"Valid: Partner Center answered{name}.", False
 
     def _record(self, credential_id: str, version: str | None, checked_at: datetime,
-                result: str) -> None:
-        """Tag the version checked; a failure to tag must not hide the report itself."""
+                result: str, status: Status | None = None) -> None:
+        """Tag the version checked (and, for a failure that needs a human, its status and the
+        reason); a failure to tag must not hide the report itself."""
         if not version:
             return
+        changes = Check(result, checked_at).tag_changes()
+        if status is not None:
+            changes.update(status_tags(status, Reason(result, checked_at, "validation")))
         try:
-            self.vault.update_tags(credential_id, version, validated_at=format_instant(checked_at),
-                                   validation=result[:64])
+            self.vault.update_tags(credential_id, version, **changes)
         except BrokerError as exc:
             log.warning("could not record validation of %s: %s", credential_id, exc)

@@ -14,6 +14,7 @@ import contextlib
 import hmac
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -24,9 +25,11 @@ from azure.keyvault.secrets import KeyVaultSecretIdentifier, SecretClient
 from broker.credentials import (
     CPV,
     CS_PREFIX,
+    REASON_TAG,
     RT_PREFIX,
     Credential,
     CredentialSpec,
+    Reason,
     Source,
     Status,
     TokenVersion,
@@ -129,14 +132,17 @@ def token_tags(credential: Credential, *, source: Source, obtained_at: datetime,
     return _checked(merge_tags(tags, extra_tags or {}))
 
 
-def placeholder_tags(spec: CredentialSpec, *, now: datetime) -> dict[str, str]:
-    """A registered-but-not-consented version: no token, disabled, status pending-consent."""
+def placeholder_tags(spec: CredentialSpec, *, now: datetime,
+                     reason: Reason | None = None) -> dict[str, str]:
+    """A registered-but-not-consented version: no token, disabled, status pending-consent
+    (with the reason when it is not a first registration, such as a changed app)."""
+    extra = {REASON_TAG: reason.tag()} if reason else {}
     return _checked({
         "credential": spec.id, "environment": spec.environment, "product": spec.product,
         "marketplace": spec.marketplace, "tenant_id": spec.tenant_id,
         "client_id": spec.client_id or CPV, "source": str(Source.CONSENT),
         "obtained_at": format_instant(_aware(now)), "status": str(Status.PENDING_CONSENT),
-        "consented_by": "", "mfa": "false",
+        "consented_by": "", "mfa": "false", **extra,
     })
 
 
@@ -244,8 +250,9 @@ def _from_response(exc: az.HttpResponseError, credential_id: str | None) -> Brok
         )
     if status == 409 and inner == "ObjectIsDeletedButRecoverable":
         return InvalidInput(
-            errors={"id": "A deleted credential with this id can still be recovered; "
-                          "choose another id, or recover or purge the deleted one."})
+            errors={"id": "A removed credential has this id and can still be recovered: "
+                          "recover it (Removed credentials, or `broker credentials recover "
+                          "ID`), purge it where the vault allows, or choose another id."})
     if status == 409:
         return Conflict(f"Key Vault reported a conflict: {summary}")
     if status == 400:
@@ -256,6 +263,50 @@ def _from_response(exc: az.HttpResponseError, credential_id: str | None) -> Brok
 def _summary(exc: az.AzureError) -> str:
     text = getattr(getattr(exc, "error", None), "message", None) or exc.message or ""
     return redact(str(text).splitlines()[0][:300]) if text else type(exc).__name__
+
+
+@dataclass(frozen=True)
+class RemovedCredential:
+    """A soft-deleted `rt-<id>`: what it was, when it was removed, and what the vault allows.
+
+    `recovery_level` is Key Vault's: "Recoverable+Purgeable" lets an operator purge it now;
+    "Recoverable" (purge protection, as production vaults have) allows only recovery, and Key
+    Vault deletes it for good on `purge_on`.
+    """
+
+    id: str
+    environment: str
+    product: str
+    marketplace: str
+    tenant_id: str
+    removed_on: datetime | None
+    purge_on: datetime | None
+    recovery_level: str
+
+    @property
+    def purgeable(self) -> bool:
+        return "Purgeable" in (self.recovery_level or "")
+
+    @classmethod
+    def from_deleted(cls, deleted: Any) -> RemovedCredential:
+        props = deleted.properties
+        tags = dict(props.tags or {})
+        return cls(id=props.name[len(RT_PREFIX):], environment=tags.get("environment", ""),
+                   product=tags.get("product", ""), marketplace=tags.get("marketplace", ""),
+                   tenant_id=tags.get("tenant_id", ""), removed_on=deleted.deleted_date,
+                   purge_on=deleted.scheduled_purge_date,
+                   recovery_level=props.recovery_level or "")
+
+
+def purge_refusal(removed: RemovedCredential) -> InvalidInput:
+    when = f" on {removed.purge_on:%Y-%m-%d}" if removed.purge_on else " when its retention ends"
+    return InvalidInput(
+        f"Credential {removed.id!r} cannot be purged: this vault has purge protection "
+        f"(recovery level {removed.recovery_level or 'Recoverable'}), so Key Vault keeps the "
+        f"removed secrets and deletes them for good{when}.",
+        errors={"id": "This vault has purge protection: a removed credential can be recovered, "
+                      f"not purged; Key Vault deletes it{when}."},
+        hint="Recover it to use it again, or register the credential under another id.")
 
 
 # -- the store -----------------------------------------------------------------------------------
@@ -309,12 +360,14 @@ class Vault:
     def latest_version(self, credential_id: str) -> TokenVersion:
         return self.versions(credential_id)[0]
 
-    def create_placeholder(self, spec: CredentialSpec, *, now: datetime) -> TokenVersion:
+    def create_placeholder(self, spec: CredentialSpec, *, now: datetime,
+                           reason: Reason | None = None) -> TokenVersion:
         """Disabled `pending-consent` version: registers the credential, or asks for new consent."""
         with vault_errors(spec.id):
             secret = self.client.set_secret(
                 RT_PREFIX + spec.id, PLACEHOLDER_VALUE, enabled=False,
-                content_type=RT_CONTENT_TYPE, tags=placeholder_tags(spec, now=now))
+                content_type=RT_CONTENT_TYPE,
+                tags=placeholder_tags(spec, now=now, reason=reason))
         log.info("placeholder version %s written for %s", secret.properties.version, spec.id)
         return TokenVersion.from_properties(secret.properties)
 
@@ -403,6 +456,54 @@ class Vault:
             with contextlib.suppress(az.ResourceNotFoundError):
                 self.client.begin_delete_secret(CS_PREFIX + credential_id).wait()
         log.info("credential %s deleted (recoverable)", credential_id)
+
+    def removed_credentials(self) -> list[RemovedCredential]:
+        """Soft-deleted credentials still in the vault (`rt-<id>` only), newest removal first."""
+        with vault_errors():
+            found = [RemovedCredential.from_deleted(d) for d in self.client.list_deleted_secrets()
+                     if d.properties.name.startswith(RT_PREFIX)
+                     and d.properties.content_type == RT_CONTENT_TYPE]
+        floor = datetime.min.replace(tzinfo=UTC)
+        return sorted(found, key=lambda r: r.removed_on or floor, reverse=True)
+
+    def removed_credential(self, credential_id: str) -> RemovedCredential:
+        """CredentialNotFound unless `rt-<id>` is soft-deleted and recoverable."""
+        with vault_errors(credential_id):
+            try:
+                deleted = self.client.get_deleted_secret(RT_PREFIX + credential_id)
+            except az.ResourceNotFoundError:
+                raise CredentialNotFound(
+                    credential_id, f"No removed credential with id {credential_id!r}.",
+                    hint="Removed credentials are kept for the vault's retention period (90 "
+                         "days by default); `broker credentials list --removed` shows them.",
+                ) from None
+        return RemovedCredential.from_deleted(deleted)
+
+    def recover_credential(self, credential_id: str) -> None:
+        """Recover `rt-<id>` and, if it was removed with it, `cs-<id>`."""
+        self.removed_credential(credential_id)
+        with vault_errors(credential_id):
+            self.client.begin_recover_deleted_secret(RT_PREFIX + credential_id).wait()
+            with contextlib.suppress(az.ResourceNotFoundError):
+                self.client.begin_recover_deleted_secret(CS_PREFIX + credential_id).wait()
+        log.info("credential %s recovered", credential_id)
+
+    def purge_credential(self, credential_id: str) -> None:
+        """Delete the removed `rt-<id>` and `cs-<id>` for good; InvalidInput under purge
+        protection (checked from the recovery level first, and from Key Vault's 403)."""
+        removed = self.removed_credential(credential_id)
+        if not removed.purgeable:
+            raise purge_refusal(removed)
+        try:
+            with vault_errors(credential_id):
+                self.client.purge_deleted_secret(RT_PREFIX + credential_id)
+                with contextlib.suppress(az.ResourceNotFoundError):
+                    self.client.purge_deleted_secret(CS_PREFIX + credential_id)
+        except BrokerError as exc:
+            if "purge protection" in str(exc).lower():
+                raise purge_refusal(removed) from exc
+            raise
+        log.info("credential %s purged", credential_id)
 
     def _version(self, credential_id: str, version: str) -> TokenVersion:
         # listing is the only value-free read of one version's tags (and works when disabled)

@@ -3,7 +3,6 @@ under the lease, never over a newer one, and failures leave the stored token in 
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import subprocess
@@ -272,9 +271,9 @@ def test_a_consent_arriving_during_a_rotation_wins(broker):
 
 def test_an_expired_client_secret_is_an_error_that_keeps_the_token(broker):
     credential = consented_credential(broker, own_app=True)
-    expired = dataclasses.replace(spec(credential.id, own_app=True),
-                                  client_secret=seed.PARTNER_APP_EXPIRED_SECRET)
-    broker.edit_credential(credential.id, expired)  # same app: no new consent needed
+    # the secret the broker holds runs out in Entra ID (an edit would refuse an expired one)
+    broker.vault.write_client_secret(credential.id, seed.PARTNER_APP_EXPIRED_SECRET,
+                                     datetime(2099, 12, 31, tzinfo=UTC))
 
     result = broker.rotate(credential.id)
 
@@ -283,12 +282,16 @@ def test_an_expired_client_secret_is_an_error_that_keeps_the_token(broker):
     latest = broker.vault.latest_version(credential.id)
     assert latest.version == credential.latest.version and latest.enabled
     assert latest.status is Status.ERROR
+    assert latest.reason.code == "AADSTS7000222" and latest.reason.by == "rotation"
     [event] = broker.notifier.for_credential(credential.id)
     assert event.kind == "error" and "client secret" in event.action
-    # the operator puts in the current secret: the same token rotates again
-    broker.edit_credential(credential.id, spec(credential.id, own_app=True))
-    assert broker.get_credential(credential.id).stored_status is Status.ACTIVE
-    assert broker.rotate(credential.id).outcome == "rotated"
+    assert "AADSTS7000222" in event.message and "has expired" in event.message
+    # the operator puts in the current secret: it is proven with the same token, then stored
+    edited = broker.edit(credential.id, spec(credential.id, own_app=True))
+    assert edited.verified == "verified"
+    assert edited.credential.stored_status is Status.ACTIVE
+    assert edited.credential.stored_reason is None
+
 
 
 # -- against a devstack of our own: revocation, the clock, faults ------------------------------
@@ -321,6 +324,7 @@ def test_a_revoked_grant_needs_consent_notifies_with_an_invite_and_keeps_the_tok
                                                                                    own_broker):
     broker = own_broker
     credential = consented_credential(broker)
+    sent = broker.create_invite(credential.id)  # the operator has already sent a link
     stack.revoke(seed.PARTNER_ADMIN_UPN)
 
     result = broker.rotate(credential.id)
@@ -330,8 +334,13 @@ def test_a_revoked_grant_needs_consent_notifies_with_an_invite_and_keeps_the_tok
     latest = broker.vault.latest_version(credential.id)
     assert latest.version == credential.latest.version and latest.enabled
     assert latest.status is Status.NEEDS_CONSENT
+    reason = broker.get_credential(credential.id).reason(datetime.now(UTC))
+    assert (reason.code, reason.by) == ("AADSTS50173", "rotation")
+    assert "revoked" in reason.meaning and "consent again" in reason.action
     [event] = broker.notifier.for_credential(credential.id)
     assert event.kind == "needs-consent" and event.invite_url
+    assert "AADSTS50173" in event.message and "found by rotation on" in event.message
+    assert event.invite_url == sent.url  # the link already sent stays the one that works
     assert broker.open_invite(event.invite_url.rsplit("/", 1)[1]).id == credential.id
     assert broker.due(datetime.now(UTC) + timedelta(days=30)) == []  # nightly runs leave it be
     # the admin follows the link and consents again: active, rotating

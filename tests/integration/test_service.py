@@ -91,9 +91,13 @@ def test_changing_the_tenant_or_app_asks_for_consent_again_and_keeps_old_tokens(
     new = spec(credential.id, tenant_id=seed.PARTNER_TENANT_DOMAIN) if change == "tenant" \
         else spec(credential.id, own_app=True)
 
-    edited = broker.edit_credential(credential.id, new)
+    result = broker.edit(credential.id, new)
+    edited = result.credential
 
+    assert result.verified == "consent-needed"
     assert edited.stored_status is Status.PENDING_CONSENT
+    reason = edited.reason(datetime.now(UTC))
+    assert (reason.code, reason.by) == ("app-changed", "edit")
     after = broker.versions(credential.id)
     assert len(after) == len(before) + 1  # a new placeholder; nothing deleted
     assert after[0].is_placeholder
@@ -137,10 +141,70 @@ def test_removing_a_credential_soft_deletes_it(broker):
         broker.add_credential(spec(added.id))
 
 
+@pytest.mark.parametrize("secret", [seed.PARTNER_APP_EXPIRED_SECRET, "not-the-app-secret"])
+def test_a_new_client_secret_entra_refuses_is_invalid_input_and_nothing_is_saved(broker, secret):
+    credential = consented_credential(broker, own_app=True)
+    before = broker.versions(credential.id)
+
+    with pytest.raises(InvalidInput) as refused:
+        broker.edit(credential.id, spec(credential.id, own_app=True, client_secret=secret))
+
+    message = refused.value.errors["client_secret"]
+    assert "Entra ID refused this client secret" in message and "Nothing was saved" in message
+    assert ("AADSTS7000222" if secret == seed.PARTNER_APP_EXPIRED_SECRET
+            else "AADSTS7000215") in message
+    assert secret not in message
+    assert broker.vault.read_client_secret(credential.id) == seed.PARTNER_APP_SECRET
+    assert broker.versions(credential.id) == before
+    assert broker.get_credential(credential.id).stored_status is Status.ACTIVE
+
+
+def test_a_new_client_secret_is_proven_with_the_stored_token_before_it_says_active(broker):
+    credential = consented_credential(broker, own_app=True)
+    result = broker.edit(credential.id, spec(credential.id, own_app=True))
+    assert result.verified == "verified"
+    assert result.credential.latest.version != credential.latest.version  # redeemed: renewed
+    assert result.credential.stored_status is Status.ACTIVE
+
+
+def test_a_removed_credential_is_recovered_with_its_versions_or_purged_to_free_its_id(broker):
+    credential = consented_credential(broker, own_app=True)
+    versions = broker.versions(credential.id)
+    broker.remove_credential(credential.id)
+    [removed] = [r for r in broker.removed_credentials() if r.id == credential.id]
+    assert removed.purgeable and removed.removed_on is not None and removed.purge_on
+    assert (removed.environment, removed.tenant_id) == ("test", credential.tenant_id)
+
+    recovered = broker.recover_credential(credential.id)
+    assert recovered.stored_status is Status.ACTIVE
+    assert broker.versions(credential.id) == versions
+    assert broker.vault.read_client_secret(credential.id) == seed.PARTNER_APP_SECRET
+    assert credential.id not in {r.id for r in broker.removed_credentials()}
+
+    broker.remove_credential(credential.id)
+    broker.purge_credential(credential.id)
+    with pytest.raises(CredentialNotFound):
+        broker.removed_credential(credential.id)
+    assert broker.add_credential(spec(credential.id)).stored_status is Status.PENDING_CONSENT
+
+
+def test_purge_under_purge_protection_is_refused_and_says_when_key_vault_will(broker):
+    from broker.vault import RemovedCredential, purge_refusal
+
+    protected = RemovedCredential("contoso-us", "production", "P", "M", "t", None,
+                                  datetime(2027, 3, 6, tzinfo=UTC), "Recoverable")
+    refusal = purge_refusal(protected)
+    assert not protected.purgeable
+    assert "purge protection" in str(refusal) and "2027-03-06" in str(refusal)
+    assert "Recover it" in refusal.hint
+
+
 def test_mark_error_flags_the_credential_and_tells_someone(broker):
     credential = consented_credential(broker)
     broker.mark_error(credential.id, "Rotation message failed five times.")
     assert broker.get_credential(credential.id).stored_status is Status.ERROR
+    reason = broker.get_credential(credential.id).reason(datetime.now(UTC))
+    assert (reason.code, reason.by) == ("rotation-failed", "worker")
     [event] = broker.notifier.for_credential(credential.id)
     assert event.kind == "error" and "five times" in event.message
     assert credential.id in event.action

@@ -47,7 +47,7 @@ def test_import_broker_loads_no_sdk():
     loaded = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True,
                                        text=True, check=True).stdout)
     assert loaded == ["broker", "broker.credentials", "broker.errors", "broker.logs",
-                      "broker.resolver", "broker.settings"]
+                      "broker.reasons", "broker.resolver", "broker.settings"]
 
 
 def test_python_dash_m_broker_runs_the_cli():
