@@ -4,8 +4,13 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# the Azure CLI for the examples/azure-cli tests: its own venv, as its hundreds of packages must
+# not touch the app's pins; installed once per version
+AZ_CLI_VERSION := 2.91.0
+AZ_VENV := .venv-azcli
+AZ_STAMP := $(AZ_VENV)/.azure-cli-$(AZ_CLI_VERSION)
 
-.PHONY: run test lint unit bench install browser azurite clean devstack-down
+.PHONY: run test lint unit bench install browser azurite azcli clean devstack-down
 
 $(PY):
 	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is required ($(PYTHON) not found)"; exit 2; }
@@ -26,11 +31,22 @@ browser:
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null; \
 	else $(PY) -m playwright install chromium; fi
 
-node_modules/.bin/azurite: package.json
+# Azurite, and the Azure SDK packages the JavaScript consumer example uses (package.json)
+node_modules/.bin/azurite: package.json package-lock.json
 	npm install --no-audit --no-fund --silent
 	@touch $@
 
 azurite: node_modules/.bin/azurite
+
+$(AZ_STAMP):
+	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is required ($(PYTHON) not found)"; exit 2; }
+	@[ -x $(AZ_VENV)/bin/python ] || $(PYTHON) -m venv $(AZ_VENV)
+	@echo "installing azure-cli $(AZ_CLI_VERSION) into $(AZ_VENV) (once)"
+	$(AZ_VENV)/bin/python -m pip install --quiet --disable-pip-version-check azure-cli==$(AZ_CLI_VERSION)
+	@rm -f $(AZ_VENV)/.azure-cli-*
+	@touch $@
+
+azcli: $(AZ_STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
@@ -38,7 +54,7 @@ lint: $(STAMP)
 run: $(STAMP)
 	$(PY) -m broker dev
 
-test: $(STAMP) browser azurite lint
+test: $(STAMP) browser azurite azcli lint
 	bash infra/check.sh
 	$(PY) -m pytest
 
@@ -52,4 +68,4 @@ devstack-down: $(STAMP)
 	$(PY) -m devstack down
 
 clean:
-	rm -rf $(VENV) .venv-checkov node_modules .devstack .pytest_cache .ruff_cache
+	rm -rf $(VENV) .venv-checkov $(AZ_VENV) node_modules .devstack .pytest_cache .ruff_cache

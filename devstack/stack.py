@@ -77,6 +77,7 @@ class Devstack:
             "IDENTITY_HEADER": self.ctx.identity_header,
             "REQUESTS_CA_BUNDLE": str(ca_cert),
             "SSL_CERT_FILE": str(ca_cert),
+            "NODE_EXTRA_CA_CERTS": str(ca_cert),  # Node reads it once, at start-up
             "DEVSTACK_ADMIN_URL": urls["admin"],
             "DEVSTACK_STATE_DIR": str(self.ctx.state_dir),
         }
