@@ -1,4 +1,4 @@
-"""`python -m devstack up|down|status`: run the local Azure stand-ins.
+"""`python -m devstack up|down|status|hosts`: run the local Azure stand-ins.
 
 `up` starts them in the background and returns once they answer (`--foreground` keeps them in
 this process until Ctrl-C); `down` stops the one recorded in the state dir.
@@ -15,6 +15,7 @@ import threading
 import time
 from pathlib import Path
 
+from . import hosts
 from .stack import DEFAULT_PORT_BASE, ENV_FILE, PID_FILE, Devstack, Options, read_env
 
 DEFAULT_STATE_DIR = Path(".devstack")
@@ -36,7 +37,14 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("down", "status"):
         cmd = sub.add_parser(name, help=f"{name} devstack")
         cmd.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
+    hosts_cmd = sub.add_parser("hosts", help="print (as root, add) the hosts lines that "
+                               "https://<name>.vault.localhost needs")
+    hosts_cmd.add_argument("names", nargs="*", metavar="NAME",
+                           help=f"vault names (default: {' '.join(hosts.DEFAULT_NAMES)})")
+    hosts_cmd.add_argument("--hosts-file", type=Path, default=hosts.HOSTS_FILE)
     args = parser.parse_args(argv)
+    if args.command == "hosts":
+        return hosts.main(args.names, args.hosts_file)
     if args.command == "up":
         if not 0 <= args.port_base <= 65530:
             parser.error("--port-base must be 0 or a port number below 65531")

@@ -9,7 +9,7 @@ import calendar
 import re
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from urllib.parse import urlsplit
 
 from .. import seed
@@ -23,6 +23,8 @@ ROLE_NAMES = {
 }
 GUID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1")
+# the resource a devstack vault names in its challenge on a `<name>.vault.localhost` host
+LOCAL_VAULT_RESOURCE = re.compile(r"^https://vault\.localhost(:\d{1,5})?$")
 
 
 class DirectoryError(ValueError):
@@ -155,11 +157,19 @@ class Directory:
         return self.apps.get(app_id.strip().lower())
 
     def resource(self, identifier: str) -> Resource | None:
-        """A resource by identifier URI (trailing slash ignored) or app id."""
+        """A resource by identifier URI (trailing slash ignored) or app id.
+
+        `https://vault.localhost:<port>` is Key Vault under the identifier devstack's vault
+        challenges with on its `*.vault.localhost` names (tokens carry it as their audience),
+        as `https://vault.azure.net` is for Azure's vault hosts.
+        """
         key = identifier.rstrip("/").lower()
         for resource in self.resources:
             if key in (resource.uri.lower(), resource.app_id.lower()):
                 return resource
+        if LOCAL_VAULT_RESOURCE.match(key):
+            vault = self.resource(seed.VAULT_RESOURCE)
+            return replace(vault, uri=key) if vault is not None else None
         return None
 
     def is_admin_agent(self, user: User) -> bool:

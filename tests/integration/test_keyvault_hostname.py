@@ -8,7 +8,7 @@ the default check passes, as it does against `*.vault.azure.net`.
 The name must resolve to loopback. glibc does not resolve `*.localhost` by itself, and teaching
 the SDK's transport a resolver would no longer test the unmodified client, so the fixture adds
 `127.0.0.1 devvault.vault.localhost` to /etc/hosts when it is missing and the tests run as root
-(CI does); otherwise the tests are skipped with the reason.
+(CI does), as `python -m devstack hosts` would; otherwise the tests are skipped with the reason.
 """
 
 from __future__ import annotations
@@ -16,18 +16,17 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from pathlib import Path
 from urllib.parse import urlsplit
 
+import jwt
 import pytest
 import requests
 from azure.identity import DefaultAzureCredential
 from azure.keyvault.secrets import KeyVaultSecretIdentifier, SecretClient
 
-from devstack import seed
+from devstack import hosts, seed
 
 HOST = "devvault.vault.localhost"
-HOSTS_FILE = Path("/etc/hosts")
 
 
 def resolves_to_loopback(host: str) -> bool:
@@ -41,11 +40,10 @@ def resolves_to_loopback(host: str) -> bool:
 @pytest.fixture(scope="module")
 def vault_url(devstack) -> str:
     if not resolves_to_loopback(HOST):
+        lines = hosts.missing_lines([HOST])
         if os.geteuid() != 0:
-            pytest.skip(f"{HOST} does not resolve; add '127.0.0.1 {HOST}' to {HOSTS_FILE}")
-        text = HOSTS_FILE.read_text()
-        separator = "" if text.endswith("\n") or not text else "\n"
-        HOSTS_FILE.write_text(f"{text}{separator}127.0.0.1 {HOST}\n")
+            pytest.skip(f"{HOST} does not resolve; `sudo python -m devstack hosts` adds {lines}")
+        hosts.add_lines(lines)
         assert resolves_to_loopback(HOST), f"{HOST} still does not resolve after editing hosts"
     return f"https://{HOST}:{urlsplit(devstack.vault_url).port}"
 
@@ -77,3 +75,22 @@ def test_localhost_needs_verification_off(devstack):
     with SecretClient(devstack.vault_url, DefaultAzureCredential()) as client, \
             pytest.raises(ValueError, match="does not match the requested domain"):
         client.get_secret("any")
+
+
+def test_a_service_principal_gets_a_token_the_named_host_accepts(vault_url, devstack):
+    """Client credentials for the resource the named host's challenge names (was AADSTS500011:
+    only the managed identity endpoint issued tokens for it)."""
+    from azure.identity import ClientSecretCredential
+
+    resource = f"https://vault.localhost:{urlsplit(vault_url).port}"
+    credential = ClientSecretCredential(seed.CPV_TENANT_ID, seed.CPV_APP_ID,
+                                        devstack.env["BROKER_CPV_CLIENT_SECRET"],
+                                        authority=devstack.authority,
+                                        disable_instance_discovery=True)
+    token = credential.get_token(f"{resource}/.default").token
+    claims = jwt.decode(token, options={"verify_signature": False})
+    assert claims["aud"].rstrip("/") == resource and claims["tid"] == seed.CPV_TENANT_ID
+    response = requests.get(f"{vault_url}/secrets", params={"api-version": "7.6"},
+                            headers={"Authorization": f"Bearer {token}"},
+                            verify=devstack.ca_bundle, timeout=10)
+    assert response.status_code != 401, response.text  # authenticated (a role is RBAC's say)
