@@ -113,9 +113,11 @@ class Consent:
             invite_id = claim.invite_id
         credential = self.vault.get_credential(credential_id)
         chosen = consent_scopes(scopes)
+        # select_account: a session left in the browser (the operator's own, another
+        # partner's) must not consent silently as whoever it belongs to
         flow = self.identity.begin(
             credential, redirect_uri, scopes=chosen,
-            prompt="consent" if prompt_consent else None,
+            prompt="consent" if prompt_consent else "select_account",
         )
         flow.update({
             "broker_credential": credential.id,

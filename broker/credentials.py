@@ -292,6 +292,17 @@ class Reason:
         return template.format(id=credential_id) if template else None
 
     @property
+    def remedy(self) -> str:
+        """The kind of step that fixes it, for adapters that offer a button: "consent",
+        "edit", "rotate", "validate" or "" (read off the CLI command)."""
+        command = self.explanation.command or ""
+        for needle, remedy in (("broker invite", "consent"), ("credentials edit", "edit"),
+                               ("broker rotate", "rotate"), ("broker validate", "validate")):
+            if command.startswith(needle):
+                return remedy
+        return ""
+
+    @property
     def derived(self) -> bool:
         """Read off a date (an expiry) rather than found by a check."""
         return self.by is None

@@ -26,6 +26,7 @@ from consent_web import (
     security,
     site,
 )
+from consent_web.branding import display_name
 
 __all__ = ["create_app"]
 
@@ -110,4 +111,6 @@ def _template_globals() -> dict[str, Any]:
         "operator": g.get("operator"),
         "warn_days": settings.warn_days if settings else 30,
         "cpv_client_id": settings.cpv_client_id if settings else "",
+        "display_name": display_name(settings),
     }
+

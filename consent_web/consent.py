@@ -119,6 +119,14 @@ GENERIC_FAILURE = Failure(
     "Start the consent again; if it keeps failing, check the site's logs.", 502)
 
 
+def latest_url(secret_id: str) -> str:
+    """`https://<vault>/secrets/rt-<id>` from the identifier of one version."""
+    from broker.vault import parse_secret_id
+
+    parsed = parse_secret_id(secret_id)
+    return f"{parsed.vault_url.rstrip('/')}/secrets/{parsed.name}"
+
+
 def redirect_uri() -> str:
     return site.get_settings().public_url.rstrip("/") + "/consent/callback"
 
@@ -171,6 +179,8 @@ def callback():
         "credential_id": result.credential_id,
         "version": result.version,
         "secret_id": result.secret_id,
+        # consumers are given the unversioned URL: it always resolves to the newest token
+        "secret_url": latest_url(result.secret_id),
         "consented_by": result.consented_by,
         "roles": list(result.roles),
         "mfa": bool(result.mfa),

@@ -31,15 +31,20 @@ def index():
     everything = site.get_broker().list_credentials(max_age=LIST_MAX_AGE)
     counts = {e: sum(1 for c in everything if c.environment == e) for e in ENVIRONMENTS}
     at, warn_days = now(), _warn_days()
-    # one effective status per credential, so the filter and the badge can never disagree
-    tab = sorted(((c, c.status(at, warn_days)) for c in everything
-                  if c.environment == query.environment), key=lambda row: row[0].id)
-    attention = sum(1 for _, status in tab if status in ATTENTION)
+    # one effective status per credential, so the filter, the badge and the counts agree
+    statuses = [(c, c.status(at, warn_days)) for c in everything]
+    attention_by_env = {e: sum(1 for c, status in statuses
+                               if c.environment == e and status in ATTENTION)
+                        for e in ENVIRONMENTS}
+    tab = sorted(((c, status) for c, status in statuses if c.environment == query.environment),
+                 key=lambda row: row[0].id)
     matching = [row for row in tab if query.matches(*row)]
     page = Page.of(matching, query.page, query.per_page)
+    rows = [(c, status, c.reason(at, warn_days)) for c, status in page.rows]
     return render_template(
-        "credentials/index.html", rows=page.rows, page=page, query=query,
-        environment=query.environment, counts=counts, in_tab=len(tab), attention=attention,
+        "credentials/index.html", rows=rows, page=page, query=query,
+        environment=query.environment, counts=counts, in_tab=len(tab),
+        attention=attention_by_env[query.environment], attention_by_env=attention_by_env,
         statuses=STATUS_CHOICES, per_page_choices=PER_PAGE_CHOICES, now=at,
     )
 
@@ -48,7 +53,9 @@ PER_PAGE_CHOICES = (25, 50, 100)
 DEFAULT_PER_PAGE = 50
 MAX_QUERY = 200
 MAX_PAGE_DIGITS = 9
-ATTENTION = frozenset({Status.NEEDS_CONSENT, Status.ERROR, Status.EXPIRING})
+# what needs a human: a consent nobody has given yet counts as much as one that was lost
+ATTENTION = frozenset({Status.PENDING_CONSENT, Status.NEEDS_CONSENT, Status.ERROR,
+                       Status.EXPIRING})
 STATUS_CHOICES = (*(s.value for s in Status), "attention")
 _PAGE_NUMBER = re.compile(rf"[0-9]{{1,{MAX_PAGE_DIGITS}}}")
 
@@ -208,15 +215,21 @@ def edit(credential_id: str):
     spec = _checked_spec(form, credential_id, loose, existing=existing)
     if spec is not None:
         try:
-            credential = broker.edit_credential(credential_id, spec)
+            result = broker.edit(credential_id, spec)
         except InvalidInput as exc:
             loose += form.add_errors(exc.errors)
         else:
-            if credential.stored_status == Status.PENDING_CONSENT:
+            if result.verified == "consent-needed":
                 return _after_save(credential_id, "Saved. The tenant or app changed, so an "
                                    "administrator must consent again; the previous token "
-                                   "versions were disabled.")
-            flash("Saved. The stored refresh token stays in use.", "success")
+                                   "versions were disabled, not deleted.")
+            if result.verified == "verified":
+                flash(f"Saved and checked: {result.message}", "success")
+            elif result.verified in ("needs-consent", "unverified"):
+                # one message, never a green "saved" beside a red problem
+                flash(f"Saved, with a problem: {result.message}", "warning")
+            else:
+                flash("Saved. The stored refresh token stays in use.", "success")
             return redirect(url_for(".detail", credential_id=credential_id), 303)
     page = render_template("credentials/form.html", form=form, editing=existing, loose=loose)
     return page, 400
@@ -253,7 +266,9 @@ def _after_save(credential_id: str, saved: str):
         except SettingsError:
             raise
         except BrokerError as exc:
-            _flash_error("The sign-in could not be started", exc)
+            # one message that says both what was saved and what failed
+            _flash_error(f"{saved} But the sign-in could not be started", exc, "warning")
+            return redirect(url_for(".detail", credential_id=credential_id), 303)
     flash(saved, "success")
     return redirect(url_for(".detail", credential_id=credential_id), 303)
 
@@ -263,8 +278,10 @@ def detail(credential_id: str):
     broker = site.get_broker()
     credential = broker.get_credential(credential_id)
     versions = broker.versions(credential_id)
+    at = now()
     return render_template(
-        "credentials/detail.html", credential=credential, versions=versions, now=now(),
+        "credentials/detail.html", credential=credential, versions=versions, now=at,
+        why=credential.reason(at, _warn_days()),
     )
 
 
@@ -307,7 +324,7 @@ def validate(credential_id: str):
                   f"{' with MFA' if report.mfa else ''} and Partner Center answered{answered}.",
                   "success")
         else:
-            flash(f"Validation failed: {report.message}", "error")
+            flash(f"Validation failed. {_outcome_text(credential_id, report.message)}", "error")
     return redirect(url_for(".detail", credential_id=credential_id), 303)
 
 
@@ -323,12 +340,14 @@ def rotate(credential_id: str):
         _flash_error("Rotation failed", exc)
     else:
         if result.outcome == "rotated":
-            flash(f"Rotated: the refresh token was redeemed and the new one stored as version "
-                  f"{result.version}.", "success")
-        elif result.outcome in ("skipped", "deferred"):
-            flash(f"Not rotated ({result.outcome}): {result.message}", "info")
+            flash("Rotated: the refresh token was redeemed and the new one is stored as the "
+                  "current version.", "success")
+        elif result.outcome == "skipped":
+            flash(f"Not rotated this time: {result.message}", "info")
+        elif result.outcome == "deferred":
+            flash(f"Not rotated yet, Azure did not answer: {result.message}", "info")
         else:
-            flash(f"Rotation {result.outcome}: {result.message}", "error")
+            flash(f"Rotation failed. {_outcome_text(credential_id, result.message)}", "error")
     return redirect(url_for(".detail", credential_id=credential_id), 303)
 
 
@@ -338,15 +357,56 @@ def remove(credential_id: str):
     credential = broker.get_credential(credential_id)
     if request.method == "POST":  # CSRFProtect has checked the token already
         broker.remove_credential(credential_id)
-        flash(f"Credential {credential_id} removed. Its Key Vault secrets are soft-deleted and "
-              "can be recovered for 90 days.", "success")
+        flash(f"Credential {credential_id} was removed. Key Vault keeps it for its retention "
+              "period (90 days by default): Removed credentials can recover it.", "success")
         return redirect(url_for(".index", env=credential.environment), 303)
     return render_template("credentials/remove.html", credential=credential)
 
 
-def _flash_error(what: str, exc: BrokerError) -> None:
+@bp.get("/removed")
+def removed():
+    """Removed credentials still in the vault, with Recover (and Purge where allowed)."""
+    return render_template("credentials/removed.html",
+                           removed=site.get_broker().removed_credentials())
+
+
+@bp.post("/removed/<slug:credential_id>/recover")
+def recover(credential_id: str):
+    broker = site.get_broker()
+    broker.removed_credential(credential_id)  # a 404 page when there is nothing to recover
+    credential = broker.recover_credential(credential_id)
+    flash(f"Credential {credential.id} was recovered with all its versions.", "success")
+    return redirect(url_for(".detail", credential_id=credential.id), 303)
+
+
+@bp.route("/removed/<slug:credential_id>/purge", methods=["GET", "POST"])
+def purge(credential_id: str):
+    broker = site.get_broker()
+    removed = broker.removed_credential(credential_id)
+    if request.method == "POST":
+        broker.purge_credential(credential_id)  # purge protection: a 400 saying so
+        flash(f"Credential {credential_id} was purged for good; its id can be used again.",
+              "success")
+        return redirect(url_for(".removed"), 303)
+    return render_template("credentials/purge.html", removed=removed)
+
+
+def _outcome_text(credential_id: str, fallback: str) -> str:
+    """After a failed rotation or validation: the reason now stored, in words, or the
+    operation's own message when it stored none (a busy lease, an unreachable service)."""
+    try:
+        credential = site.get_broker().get_credential(credential_id)
+    except BrokerError:
+        return fallback
+    reason = credential.reason(now(), _warn_days())
+    if reason is None or reason.derived:
+        return fallback
+    return f"{reason.summary()}. What to do: {reason.action}"
+
+
+def _flash_error(what: str, exc: BrokerError, category: str = "error") -> None:
     hint = getattr(exc, "hint", "") or ""
     message = str(exc)
     if hint and hint not in message:
         message = f"{message} {hint}"
-    flash(f"{what}: {message}", "error")
+    flash(f"{what}: {message}", category)

@@ -21,6 +21,8 @@ def init_app(app: Flask) -> None:
     app.add_template_filter(days)
     app.add_template_filter(status_label)
     app.add_template_filter(short_version)
+    app.add_template_filter(capitalize_first)
+    app.add_template_filter(validation_words)
 
 
 def when(value: datetime | None) -> str:
@@ -50,6 +52,25 @@ def days(value: int | None) -> str:
     if value == 0:
         return "today"
     return f"{value} day{'s' if value != 1 else ''}"
+
+
+# the last validation's result slug in words (the `validation` tag holds the slug)
+VALIDATION_WORDS = {
+    "ok": "Passed",
+    "no-mfa": "Failed: the token does not show multi-factor authentication",
+    "partner-center": "Failed: Partner Center refused the token",
+    "needs-consent": "Failed: Entra ID refused the refresh token",
+    "error": "Failed: Entra ID refused the app",
+    "unavailable": "Not completed: Entra ID or Key Vault did not answer",
+}
+
+
+def validation_words(value: str | None) -> str:
+    return VALIDATION_WORDS.get(value or "", f"Failed ({value})" if value else "Never validated")
+
+
+def capitalize_first(value: str) -> str:
+    return value[:1].upper() + value[1:]
 
 
 def status_label(value: object) -> str:

@@ -3,13 +3,14 @@ the public landing page tells that admin what they are agreeing to and starts th
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
+import re
 
-from flask import Blueprint, g, render_template, request
+from flask import Blueprint, render_template, request
 
 from broker.errors import ConsentFailed
 from broker.notify import Event
 from consent_web import consent, site
+from consent_web.branding import display_name
 from consent_web.consent import FAILURES
 
 bp = Blueprint("invites", __name__)
@@ -17,31 +18,47 @@ bp = Blueprint("invites", __name__)
 MAX_TOKEN_LENGTH = 4096
 
 
+EMAIL = re.compile(r"^[^@\s<>,;]{1,64}@[a-z0-9-]+(\.[a-z0-9-]+)+$", re.IGNORECASE)
+
+
 @bp.route("/credentials/<slug:credential_id>/invite", methods=["GET", "POST"])
 def create(credential_id: str):
     broker = site.get_broker()
     credential = broker.get_credential(credential_id)
     notifier = broker.notifier
-    can_email = bool(notifier is not None and getattr(notifier, "enabled", False))
-    invite, emailed = None, False
+    can_email = bool(getattr(notifier, "smtp_url", None))
+    invite, emailed_to, error, address = None, None, None, ""
     if request.method == "POST":  # CSRFProtect has checked the token already
-        invite = broker.create_invite(credential_id)
-        if request.form.get("send") == "email" and can_email:
-            notifier.notify(_invite_event(credential, invite))
-            emailed = True
+        address = (request.form.get("email") or "").strip()
+        if request.form.get("send") == "email":
+            if not can_email:
+                error = "Email needs BROKER_SMTP_URL (the mail server); nothing was sent."
+            elif not EMAIL.fullmatch(address) or len(address) > 254:
+                error = "Enter the partner admin's email address, such as admin@contoso.com."
+        if error is None:
+            invite = broker.create_invite(credential_id)
+            if request.form.get("send") == "email":
+                if notifier.email(_invite_event(credential, invite), to=[address]):
+                    emailed_to = address
+                else:
+                    error = (f"The link was created, but the email to {address} could not be "
+                             "sent (see the site's log); copy the link and send it yourself.")
+    current = None if invite else broker.invites.open_invite(credential)
     # the link is shown in this response only: never in a redirect URL or a flashed cookie
-    return render_template("invites/create.html", credential=credential, invite=invite,
-                           emailed=emailed, can_email=can_email)
+    page = render_template("invites/create.html", credential=credential, invite=invite,
+                           current=current, emailed_to=emailed_to, can_email=can_email,
+                           error=error, address=address)
+    return page, (400 if error and invite is None else 200)
 
 
 def _invite_event(credential, invite) -> Event:
-    who = g.operator.name if g.get("operator") else "An operator"
+    requester = display_name(site.state().settings)
     return Event(
-        kind="needs-consent",
+        kind="consent-invite",
         credential_id=credential.id,
-        message=(f"{who} asks an administrator of partner tenant {credential.tenant_id} to "
-                 f"consent for {credential.product} ({credential.marketplace}, "
-                 f"{credential.environment})."),
+        message=(f"{requester} asks an administrator of partner tenant {credential.tenant_id} "
+                 f"to consent to Partner Center access for {credential.product} "
+                 f"({credential.marketplace}, {credential.environment})."),
         action=("Open the consent link and sign in with an account that has multi-factor "
                 "authentication and the Global Administrator and Admin Agent roles. The link "
                 f"works once and expires {invite.expires_at:%Y-%m-%d %H:%M} UTC."),
@@ -58,7 +75,7 @@ def landing(token: str):
     settings = site.get_settings()
     return render_template(
         "invites/landing.html", credential=credential, token=token,
-        requester=urlsplit(settings.public_url).hostname or settings.public_url,
+        requester=display_name(settings),
         app_id=credential.client_id or settings.cpv_client_id,
         cpv=credential.client_id is None,
     )

@@ -39,3 +39,11 @@
     });
   });
 })();
+
+// After a submit that failed, move focus to the error summary so that keyboard and screen
+// reader users land on what went wrong; its links take them to each field.
+(function () {
+  "use strict";
+  var summary = document.getElementById("error-summary");
+  if (summary) { summary.focus(); }
+})();

@@ -64,6 +64,13 @@ def test_the_sign_in_url_carries_pkce_state_nonce_and_the_scopes(broker):
     scopes = query["scope"][0].split()
     assert scopes[0] == PARTNER_CENTER_SCOPE and {GRAPH_SCOPE, ARM_SCOPE} <= set(scopes)
     assert "offline_access" in scopes
+
+
+def test_a_sign_in_always_asks_which_account_consents(broker):
+    """A session left in the browser must not consent silently as whoever it belongs to."""
+    added = broker.add_credential(spec())
+    start = broker.begin_consent(added.id, REDIRECT_URI)
+    assert parse_qs(urlsplit(start.auth_url).query)["prompt"] == ["select_account"]
     assert urlsplit(start.auth_url).path == f"/{seed.PARTNER_TENANT_ID}/oauth2/v2.0/authorize"
 
 

@@ -135,9 +135,10 @@ def test_operator_adds_a_cpv_credential_and_the_admin_consents(site, broker, cap
 
     done = site.client.get("/consent/done").text
     latest = broker.versions(credential_id)[0]
-    assert f"refresh token stored as version <code title=\"{latest.version}\">" \
-           f"{latest.version}</code> of <strong>{credential_id}</strong>" in done
-    assert latest.secret_id in done
+    assert f"the refresh token of <strong>{credential_id}</strong> is stored" in done
+    # consumers get the URL that always resolves to the newest version, not this one's
+    assert f'data-copy="{broker.vault.secret_id(credential_id)}"' in done
+    assert latest.version not in done
     assert broker.get_credential(credential_id).stored_status == "active"
 
     listing = site.client.get(f"/?q={credential_id}").text  # one page of many in this devstack
@@ -224,7 +225,7 @@ def test_invite_link_completes_consent_in_another_browser_once(site, broker, cap
                                                seed.PARTNER_ADMIN_UPN))
     assert finished.status_code == 303
     done = admin.client.get("/consent/done").text
-    assert "Consent granted; refresh token stored as version" in done
+    assert "Consent granted. Thank you." in done
     assert broker.get_credential(credential_id).stored_status == "active"
 
     again = site.visitor().client.get(path)

@@ -35,16 +35,17 @@ def start(web: Web, credential_id: str = "contoso") -> str:
     return parse_qs(urlsplit(response.headers["Location"]).query)["state"][0]
 
 
-def test_callback_finishes_consent_and_shows_version_and_secret_identifier(web):
+def test_callback_finishes_consent_and_hands_out_the_unversioned_secret_identifier(web):
     state = start(web)
     response = web.client.get(f"/consent/callback?code=abc&state={state}")
     assert response.status_code == 303 and response.headers["Location"] == "/consent/done"
     page = web.client.get("/consent/done")
     version = web.broker.versions("contoso")[0]
     assert page.status_code == 200
-    assert f"Consent granted; refresh token stored as version <code title=\"{version.version}\">" \
-           f"{version.version}</code> of <strong>contoso</strong>." in page.text
-    assert version.secret_id in page.text
+    assert "Consent granted" in page.text
+    # consumers get the URL that always resolves to the newest token, never one version's
+    assert f'data-copy="{web.broker.get_credential("contoso").secret_id}"' in page.text
+    assert version.version not in page.text
     assert "admin@contoso.example" in page.text
     assert web.broker.get_credential("contoso").stored_status == "active"
     assert_no_secrets(web, page)

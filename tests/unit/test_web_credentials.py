@@ -144,7 +144,9 @@ def test_a_failed_sign_in_start_after_save_keeps_the_credential_and_says_why(web
     assert response.status_code == 303 and response.headers["Location"] == \
         "/credentials/contoso-us"
     page = web.client.get("/credentials/contoso-us").text
-    assert "The sign-in could not be started: Entra ID is not answering." in page
+    assert "But the sign-in could not be started: Entra ID is not answering." in page
+    # one message says both what was saved and what failed: never a green "saved" beside it
+    assert "alert--success" not in page and page.count('class="alert ') == 1
 
 
 def test_edit_form_is_prefilled_and_never_shows_the_secret(web):
@@ -228,7 +230,7 @@ def test_validate_reports_failure(web):
     web.broker.validation_ok = False
     web.post("/credentials/contoso/validate")
     page = web.client.get("/credentials/contoso").text
-    assert "Validation failed: The token was refused." in page
+    assert "Validation failed. The token was refused." in page
 
 
 @pytest.mark.parametrize("error", [NeedsConsent(), AppMisconfigured(), TransientFailure()])
@@ -262,19 +264,20 @@ def test_rotate_now_reports_a_skip(web):
     web.broker.seed("contoso")
     web.broker.rotation_outcome = "skipped"
     web.post("/credentials/contoso/rotate")
-    assert "Not rotated (skipped): not due" in web.client.get("/credentials/contoso").text
+    assert "Not rotated this time: not due" in web.client.get("/credentials/contoso").text
 
 
 def test_remove_asks_for_confirmation_then_removes(web):
     web.broker.seed("contoso")
     confirm = web.client.get("/credentials/contoso/remove")
     assert confirm.status_code == 200 and "Remove contoso?" in confirm.text
-    assert "recoverable for 90 days" in confirm.text
+    assert "you can recover it from Removed credentials" in confirm.text
+    assert "is soft-deleted" in confirm.text  # one secret: "is", not "are"
     assert web.broker.versions("contoso")
     response = web.post("/credentials/contoso/remove")
     assert response.status_code == 303 and response.headers["Location"] == "/?env=test"
     assert ("remove_credential", "contoso") in web.broker.calls
-    assert "Credential contoso removed" in web.client.get("/").text
+    assert "Credential contoso was removed" in web.client.get("/").text
 
 
 def test_cpv_app_is_named_on_the_add_form(web):

@@ -18,8 +18,8 @@ def web() -> Web:
     return web
 
 
-def create_link(web: Web, send: str = "link") -> str:
-    page = web.post("/credentials/contoso/invite", {"send": send})
+def create_link(web: Web, send: str = "link", email: str = "") -> str:
+    page = web.post("/credentials/contoso/invite", {"send": send, "email": email})
     assert page.status_code == 200
     match = re.search(r'data-copy="(http://localhost:47400/invite/[^"]+)"', page.text)
     assert match
@@ -34,21 +34,31 @@ def test_creating_a_link_shows_it_once_with_a_copy_button_and_expiry(web):
     assert web.broker.notifier.events == []
 
 
-def test_the_link_can_be_emailed_through_the_notifier(web):
-    path = create_link(web, send="email")
-    (event,) = web.broker.notifier.events
-    assert event.kind == "needs-consent" and event.credential_id == "contoso"
+def test_the_link_can_be_emailed_to_the_partner_admins_own_address(web):
+    path = create_link(web, send="email", email="admin@contoso.example")
+    assert web.broker.notifier.events == []  # not to the operators' notification channels
+    ((event, to),) = web.broker.notifier.emails
+    assert to == ["admin@contoso.example"]
+    assert event.kind == "consent-invite" and event.credential_id == "contoso"
     assert event.invite_url == "http://localhost:47400" + path
-    assert "local operator asks an administrator" in event.message
+    assert "Partner Token Broker asks an administrator" in event.message
     assert "Global Administrator and Admin Agent" in event.action
 
 
-def test_email_is_offered_only_when_a_notifier_is_configured(web):
-    web.broker.notifier.enabled = False
+@pytest.mark.parametrize("address", ["", "not-an-address", "a@b", "x@y.com, z@w.com"])
+def test_an_invalid_address_is_refused_and_no_link_is_made(web, address):
+    page = web.post("/credentials/contoso/invite", {"send": "email", "email": address})
+    assert page.status_code == 400
+    assert "Enter the partner admin&#39;s email address" in page.text
+    assert "/invite/" not in page.text and web.broker.notifier.emails == []
+
+
+def test_email_is_offered_only_when_a_mail_server_is_configured(web):
+    web.broker.notifier.smtp_url = None
     page = web.client.get("/credentials/contoso/invite").text
     assert "disabled" in page and "BROKER_SMTP_URL" in page
-    web.post("/credentials/contoso/invite", {"send": "email"})
-    assert web.broker.notifier.events == []
+    web.post("/credentials/contoso/invite", {"send": "email", "email": "admin@contoso.example"})
+    assert web.broker.notifier.emails == []
 
 
 def test_landing_page_explains_the_consent_to_the_partner_admin(web):
@@ -57,7 +67,8 @@ def test_landing_page_explains_the_consent_to_the_partner_admin(web):
     page = visitor.client.get(path)
     assert page.status_code == 200
     text = page.text
-    assert "Consent request from localhost" in text
+    # who asks, by name (BROKER_DISPLAY_NAME), never a host name
+    assert "From <strong>Partner Token Broker</strong>" in text and "localhost" not in text
     assert "contoso.example" in text and "Microsoft CSP (NCE)" in text
     assert "user_impersonation" in text and "offline_access" in text
     assert "Global Administrator" in text and "Admin Agent" in text
@@ -82,7 +93,8 @@ def test_the_landing_button_starts_consent_bound_to_the_invite(web):
     finished = visitor.client.get(f"/consent/callback?code=abc&state={state}")
     assert finished.status_code == 303
     done = visitor.client.get("/consent/done")
-    assert "Consent granted; refresh token stored as version" in done.text
+    assert "Consent granted. Thank you." in done.text
+    assert web.broker.versions("contoso")[0].version not in done.text  # no internal ids
     assert "You can close this window" in done.text
     assert "unit.vault.azure.net" not in done.text  # the vault URL is for operators only
     assert visitor.client.get(path).status_code == 404  # used: single use

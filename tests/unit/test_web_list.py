@@ -176,7 +176,7 @@ def test_search_with_no_match_says_so_and_offers_to_clear(web):
     ("expiring", ["s-expiring"]),
     ("error", ["s-error"]),
     ("needs-consent", ["s-needs-consent"]),
-    ("attention", ["s-error", "s-expiring", "s-needs-consent"]),
+    ("attention", ["s-error", "s-expiring", "s-needs-consent", "s-pending"]),
     ("", ["s-active", "s-error", "s-expiring", "s-needs-consent", "s-pending"]),
 ])
 def test_status_filter_follows_the_badge_not_the_stored_status(web, status, expected):
@@ -191,13 +191,33 @@ def test_status_filter_follows_the_badge_not_the_stored_status(web, status, expe
 def test_attention_count_links_to_its_filter(web):
     seed_every_status(web)
     page = web.client.get("/?q=s-active")
-    assert "3 need attention" in page.text
+    # never consented counts too: a human has to act on it
+    assert "4 need attention" in page.text
     link = re.search(r'href="([^"]*)">Show them</a>', page.text)
     assert link and unescape(link.group(1)) == "/?env=test&status=attention"
     filtered = web.client.get(unescape(link.group(1)))
-    assert rows(filtered) == ["s-error", "s-expiring", "s-needs-consent"]
+    assert rows(filtered) == ["s-error", "s-expiring", "s-needs-consent", "s-pending"]
     assert "Show them" not in filtered.text
-    assert summary(filtered) == f"Showing 1{DASH}3 of 3 matching (5 in Test)"
+    assert summary(filtered) == f"Showing 1{DASH}4 of 4 matching (5 in Test)"
+
+
+def test_each_tab_is_marked_with_what_needs_attention_on_it(web):
+    seed_every_status(web)
+    web.broker.seed("p-pending", environment="production", active=False)
+    page = web.client.get("/?env=production").text
+    assert re.search(r'Test <span class="tabs__count">5</span> <span class="tabs__attention">'
+                     r'4 need attention</span>', page)
+    assert re.search(r'Production <span class="tabs__count">1</span> <span class="tabs__'
+                     r'attention">1 needs attention</span>', page)
+
+
+def test_every_row_that_is_not_active_says_why_and_what_to_do(web):
+    seed_every_status(web)
+    page = web.client.get("/").text
+    reasons = dict(re.findall(r'data-reason-for="([^"]+)">\s*<td[^>]*>(.*?)</td>', page, re.S))
+    assert set(reasons) == {"s-error", "s-expiring", "s-needs-consent", "s-pending"}
+    assert all("What to do:" in text for text in reasons.values())
+    assert "nobody has consented yet" in reasons["s-pending"]
 
 
 def test_no_attention_is_said_plainly(web):

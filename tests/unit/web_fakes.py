@@ -42,9 +42,20 @@ def unit_settings(**overrides) -> Settings:
 class RecordingNotifier:
     enabled: bool = True
     events: list = field(default_factory=list)
+    smtp_url: str | None = "smtp://mail.example"
+    emails: list = field(default_factory=list)  # (event, recipients)
 
     def notify(self, event) -> None:
         self.events.append(event)
+
+    def email(self, event, to=None) -> bool:
+        self.emails.append((event, list(to or [])))
+        return True
+
+
+class FakeInvites:
+    def open_invite(self, credential, *, now=None):
+        return None
 
 
 class FakeBroker:
@@ -59,6 +70,7 @@ class FakeBroker:
         self.fail: dict[str, Exception] = {}  # method name -> error to raise once
         self.validation_ok = True
         self.rotation_outcome = "rotated"
+        self.invites = FakeInvites()
 
     def _maybe_fail(self, name: str) -> None:
         if name in self.fail:
@@ -92,6 +104,15 @@ class FakeBroker:
         self._store_spec(spec)
         self._push(spec.id, self._tags(spec, status=Status.PENDING_CONSENT), enabled=False)
         return self.get_credential(spec.id)
+
+    def edit(self, credential_id, spec: CredentialSpec):
+        from broker.service import EditResult
+
+        before = self.get_credential(credential_id)
+        credential = self.edit_credential(credential_id, spec)
+        changed = (credential.tenant_id, credential.client_id) != (before.tenant_id,
+                                                                  before.client_id)
+        return EditResult(credential, "consent-needed" if changed else "unchanged")
 
     def edit_credential(self, credential_id, spec: CredentialSpec):
         self.calls.append(("edit_credential", credential_id))
