@@ -25,6 +25,7 @@ from consent_web import (
     operators,
     security,
     site,
+    telemetry,
 )
 from consent_web.branding import display_name
 
@@ -45,6 +46,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.config.update(test_config)
     if not app.testing:
         _configure_logging()
+        telemetry.init_app(app)  # only in Azure (APPLICATIONINSIGHTS_CONNECTION_STRING)
     site.init_app(app, state)
     app.extensions["local_sign_in"] = test_config.get("LOCAL_SIGN_IN") or operators.LocalSignIn()
     app.url_map.converters["slug"] = SlugConverter
