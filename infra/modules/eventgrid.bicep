@@ -1,6 +1,10 @@
-// Key Vault publishes SecretNearExpiry (30 days before expires_on) and SecretExpired. Each
-// rt-<id> version expires 90 days after it was obtained, so these events are the vault's own
-// alarm that rotation has stalled; they go to the function secret_near_expiry.
+// Key Vault publishes SecretNearExpiry (30 days before expires_on) and SecretExpired; this
+// module subscribes the function secret_near_expiry to one vault's events, and main.bicep uses
+// it for both vaults. In the token vault, each rt-<id> version expires 90 days after it was
+// obtained, so an event is the vault's own alarm that rotation has stalled, and cs-<id> carries
+// a partner app's client secret expiry; in the config vault, cpv-client-secret and
+// operator-client-secret carry the expiry of the broker's own app secrets. The function tells a
+// human what to do about each; no secret is filtered out here.
 param name string
 param location string = resourceGroup().location
 param tags object = {}
@@ -30,7 +34,7 @@ resource topic 'Microsoft.EventGrid/systemTopics@2022-06-15' = {
 
 resource nearExpiry 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2022-06-15' = if (deploySubscription) {
   parent: topic
-  name: 'rt-near-expiry'
+  name: 'secret-expiry'
   properties: {
     destination: {
       endpointType: 'AzureFunction'
@@ -40,13 +44,12 @@ resource nearExpiry 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2022-06
         preferredBatchSizeInKilobytes: 64
       }
     }
-    // the subject of a Key Vault event is the secret name, so this keeps only refresh tokens
+    // every secret of the vault: the subject of a Key Vault event is the secret's name
     filter: {
       includedEventTypes: [
         'Microsoft.KeyVault.SecretNearExpiry'
         'Microsoft.KeyVault.SecretExpired'
       ]
-      subjectBeginsWith: 'rt-'
     }
     eventDeliverySchema: 'EventGridSchema'
     retryPolicy: {

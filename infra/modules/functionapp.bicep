@@ -1,17 +1,29 @@
-// The rotation worker: a Python 3.11 Function App on Flex Consumption (FC1) with a
-// system-assigned identity. The host reaches storage with that identity (no keys), the code is
-// deployed to a blob container with it, and the two secrets arrive as Key Vault references.
+// The rotation worker: a Python 3.11 Function App on Flex Consumption (FC1) that runs as a
+// user-assigned identity, created and granted its roles before this app (main.bicep). With it
+// the host reaches storage (no keys), Flex reads the deployment container, Key Vault references
+// resolve, the broker's DefaultAzureCredential signs in (AZURE_CLIENT_ID) and the host sends
+// telemetry (APPLICATIONINSIGHTS_AUTHENTICATION_STRING). The broker's own secrets arrive as Key
+// Vault references into the config vault.
 param name string
 param planName string
 param location string = resourceGroup().location
 param tags object = {}
 
+@description('Resource id of the user-assigned identity the app runs as.')
+param identityId string
+
+@description('Client id of that identity.')
+param identityClientId string
+
 param applicationInsightsName string
 param storageAccountName string
 param deploymentContainerName string
 
-@description('The vault URI, with its trailing slash (https://<vault>.vault.azure.net/).')
+@description('The token vault URI, with its trailing slash (https://<vault>.vault.azure.net/).')
 param keyVaultUri string
+
+@description('The config vault URI (the broker\'s own secrets), with its trailing slash.')
+param configVaultUri string
 
 @description('Where the consent site is reached (BROKER_PUBLIC_URL).')
 param publicUrl string
@@ -56,6 +68,14 @@ var appSettings = [
     value: 'managedidentity'
   }
   {
+    name: 'AzureWebJobsStorage__clientId'
+    value: identityClientId
+  }
+  {
+    name: 'AZURE_CLIENT_ID'
+    value: identityClientId
+  }
+  {
     name: 'AzureWebJobsStorage__blobServiceUri'
     value: storage.properties.primaryEndpoints.blob
   }
@@ -68,8 +88,16 @@ var appSettings = [
     value: applicationInsights.properties.ConnectionString
   }
   {
+    name: 'APPLICATIONINSIGHTS_AUTHENTICATION_STRING'
+    value: 'ClientId=${identityClientId};Authorization=AAD'
+  }
+  {
     name: 'BROKER_VAULT_URL'
     value: keyVaultUri
+  }
+  {
+    name: 'BROKER_CONFIG_VAULT_URL'
+    value: configVaultUri
   }
   {
     name: 'BROKER_AUTHORITY_HOST'
@@ -81,11 +109,11 @@ var appSettings = [
   }
   {
     name: 'BROKER_CPV_CLIENT_SECRET'
-    value: '@Microsoft.KeyVault(SecretUri=${keyVaultUri}secrets/cpv-client-secret)'
+    value: '@Microsoft.KeyVault(SecretUri=${configVaultUri}secrets/cpv-client-secret)'
   }
   {
     name: 'BROKER_SECRET_KEY'
-    value: '@Microsoft.KeyVault(SecretUri=${keyVaultUri}secrets/broker-secret-key)'
+    value: '@Microsoft.KeyVault(SecretUri=${configVaultUri}secrets/broker-secret-key)'
   }
   {
     name: 'BROKER_PUBLIC_URL'
@@ -149,7 +177,7 @@ resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
 }
 
 resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
-  // #checkov:skip=CKV_AZURE_222: Event Grid delivers SecretNearExpiry to the function over its public endpoint; the app has no HTTP-triggered functions of its own
+  // #checkov:skip=CKV_AZURE_222: public network access stays on: Event Grid delivers the vaults' expiry events to the function over its public endpoint, and the health function is an HTTP trigger that operators and probes reach with a function key (auth level FUNCTION)
   // #checkov:skip=CKV_AZURE_17: client certificates would make Event Grid deliveries fail; the Event Grid webhook is authenticated by the function's system key
   // #checkov:skip=CKV_AZURE_212: instance counts are managed by Flex Consumption (numberOfWorkers does not apply)
   // #checkov:skip=CKV_AZURE_213: Flex Consumption does not offer the App Service health check; the function app is watched through Application Insights
@@ -160,11 +188,15 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
   })
   kind: 'functionapp,linux'
   identity: {
-    type: 'SystemAssigned'
+    type: 'UserAssigned'
+    userAssignedIdentities: {
+      '${identityId}': {}
+    }
   }
   properties: {
     serverFarmId: plan.id
     httpsOnly: true
+    keyVaultReferenceIdentity: identityId
     virtualNetworkSubnetId: empty(subnetId) ? null : subnetId
     siteConfig: {
       appSettings: appSettings
@@ -178,7 +210,8 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
           type: 'blobContainer'
           value: '${storage.properties.primaryEndpoints.blob}${deploymentContainerName}'
           authentication: {
-            type: 'SystemAssignedIdentity'
+            type: 'UserAssignedIdentity'
+            userAssignedIdentityResourceId: identityId
           }
         }
       }
@@ -213,4 +246,3 @@ resource scmPublishing 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2
 
 output name string = functionApp.name
 output id string = functionApp.id
-output principalId string = functionApp.identity.principalId

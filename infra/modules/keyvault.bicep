@@ -1,5 +1,6 @@
-// The vault: the broker's only datastore. RBAC only (no access policies), soft delete for 90
-// days, purge protection, and every data-plane call audited to Log Analytics.
+// One vault (main.bicep deploys two: the token vault and the config vault). RBAC only (no
+// access policies), soft delete for 90 days, purge protection, and every data-plane call audited
+// to Log Analytics.
 param name string
 param location string = resourceGroup().location
 param tags object = {}
@@ -16,6 +17,9 @@ param denyByDefault bool = false
 @description('Public CIDR ranges let through the firewall when it denies by default.')
 param allowedIpRanges array = []
 
+@description('Recover the soft-deleted vault of this name (after `azd down`) instead of creating it.')
+param recover bool = false
+
 param logAnalyticsWorkspaceId string
 
 resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
@@ -24,6 +28,7 @@ resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
   tags: tags
   properties: {
     // #checkov:skip=CKV_AZURE_109: the firewall denies by default when the private endpoint is used; over the public network it must allow, because App Service outbound addresses are not trusted services. Access is RBAC-only either way.
+    createMode: recover ? 'recover' : 'default'
     tenantId: subscription().tenantId
     sku: {
       family: 'A'

@@ -1,4 +1,7 @@
-// Log Analytics for the vault's audit log and a workspace-based Application Insights for both apps.
+// Log Analytics for the vaults' audit logs and a workspace-based Application Insights for both
+// apps. Application Insights accepts only Entra-authenticated telemetry (DisableLocalAuth): the
+// apps send with their managed identities (Monitoring Metrics Publisher, modules/roles.bicep), so
+// the connection string in their settings is no credential.
 param logAnalyticsName string
 param applicationInsightsName string
 param location string = resourceGroup().location
@@ -28,6 +31,7 @@ resource applicationInsights 'Microsoft.Insights/components@2020-02-02' = {
   properties: {
     Application_Type: 'web'
     WorkspaceResourceId: workspace.id
+    DisableLocalAuth: true
   }
 }
 

@@ -1,12 +1,12 @@
 // Optional private networking (usePrivateEndpoint): a VNet with a subnet for private endpoints
-// and one delegated subnet per app for outbound VNet integration, the vault's private endpoint,
-// and the privatelink.vaultcore.azure.net zone linked to the VNet so the vault name resolves
-// to its private address from both apps.
+// and one delegated subnet per app for outbound VNet integration, and the
+// privatelink.vaultcore.azure.net zone linked to the VNet, so that the vaults' names resolve to
+// their private endpoints (modules/privateendpoint.bicep, one per vault) from both apps.
+// The functions subnet is delegated to Microsoft.App/environments (Flex Consumption): that
+// resource provider must be registered in the subscription (infra/hooks/preprovision.sh checks).
 param virtualNetworkName string
-param privateEndpointName string
 param location string = resourceGroup().location
 param tags object = {}
-param keyVaultName string
 
 param addressPrefix string = '10.80.0.0/16'
 param privateEndpointSubnetPrefix string = '10.80.0.0/24'
@@ -14,10 +14,6 @@ param functionSubnetPrefix string = '10.80.1.0/24'
 param webSubnetPrefix string = '10.80.2.0/24'
 
 var privateDnsZoneName = 'privatelink.vaultcore.azure.net'
-
-resource vault 'Microsoft.KeyVault/vaults@2023-07-01' existing = {
-  name: keyVaultName
-}
 
 resource subnetGuard 'Microsoft.Network/networkSecurityGroups@2023-11-01' = {
   name: '${virtualNetworkName}-nsg'
@@ -106,44 +102,8 @@ resource privateDnsZoneLink 'Microsoft.Network/privateDnsZones/virtualNetworkLin
   }
 }
 
-resource privateEndpoint 'Microsoft.Network/privateEndpoints@2023-11-01' = {
-  name: privateEndpointName
-  location: location
-  tags: tags
-  properties: {
-    subnet: {
-      id: resourceId('Microsoft.Network/virtualNetworks/subnets', vnet.name, 'private-endpoints')
-    }
-    privateLinkServiceConnections: [
-      {
-        name: 'vault'
-        properties: {
-          privateLinkServiceId: vault.id
-          groupIds: [
-            'vault'
-          ]
-        }
-      }
-    ]
-  }
-}
-
-resource dnsZoneGroup 'Microsoft.Network/privateEndpoints/privateDnsZoneGroups@2023-11-01' = {
-  parent: privateEndpoint
-  name: 'default'
-  properties: {
-    privateDnsZoneConfigs: [
-      {
-        name: 'vault'
-        properties: {
-          privateDnsZoneId: privateDnsZone.id
-        }
-      }
-    ]
-  }
-}
-
 output virtualNetworkId string = vnet.id
 output functionSubnetId string = resourceId('Microsoft.Network/virtualNetworks/subnets', vnet.name, 'functions')
 output webSubnetId string = resourceId('Microsoft.Network/virtualNetworks/subnets', vnet.name, 'web')
-output privateEndpointId string = privateEndpoint.id
+output privateEndpointSubnetId string = resourceId('Microsoft.Network/virtualNetworks/subnets', vnet.name, 'private-endpoints')
+output privateDnsZoneId string = privateDnsZone.id

@@ -1,6 +1,9 @@
 // The consent site (consent_web) on App Service for Linux, Python 3.11, with a system-assigned
 // identity. Operators sign in through App Service Authentication in easyauth mode; the partner
-// admin's landing page and the OAuth callback stay public (publicPaths).
+// admin's landing page and the OAuth callback stay public (publicPaths). The site sends its
+// requests, failures and logs to Application Insights itself (the Azure Monitor OpenTelemetry
+// distro, consent_web/telemetry.py) with its identity: App Service's Python auto-instrumentation
+// agent cannot authenticate with Entra ID, and local authentication is off.
 param name string
 param planName string
 param planSku string = 'B1'
@@ -10,8 +13,11 @@ param tags object = {}
 param applicationInsightsName string
 param storageAccountName string
 
-@description('The vault URI, with its trailing slash (https://<vault>.vault.azure.net/).')
+@description('The token vault URI, with its trailing slash (https://<vault>.vault.azure.net/).')
 param keyVaultUri string
+
+@description('The config vault URI (the broker\'s own secrets), with its trailing slash.')
+param configVaultUri string
 
 @description('Where the consent site is reached (BROKER_PUBLIC_URL).')
 param publicUrl string
@@ -51,7 +57,9 @@ param notifyEmail string = ''
 @description('Subnet delegated to Microsoft.Web/serverFarms for VNet integration; empty for none.')
 param subnetId string = ''
 
-var startupCommand = 'gunicorn --bind=0.0.0.0 --timeout 120 "consent_web:create_app()"'
+// two processes of four threads: a B1 instance has one core, and a request mostly waits on Key
+// Vault and Entra ID (bench/site.py measures this shape)
+var startupCommand = 'gunicorn --bind=0.0.0.0 --timeout 120 --workers 2 --threads 4 "consent_web:create_app()"'
 var easyAuth = operatorAuth == 'easyauth'
 // the Free and Shared tiers cannot keep a site warm
 var alwaysOn = planSku != 'F1' && planSku != 'D1'
@@ -82,8 +90,16 @@ var appSettings = [
     value: applicationInsights.properties.ConnectionString
   }
   {
+    name: 'APPLICATIONINSIGHTS_AUTHENTICATION_STRING'
+    value: 'Authorization=AAD'
+  }
+  {
     name: 'BROKER_VAULT_URL'
     value: keyVaultUri
+  }
+  {
+    name: 'BROKER_CONFIG_VAULT_URL'
+    value: configVaultUri
   }
   {
     name: 'BROKER_AUTHORITY_HOST'
@@ -95,11 +111,11 @@ var appSettings = [
   }
   {
     name: 'BROKER_CPV_CLIENT_SECRET'
-    value: '@Microsoft.KeyVault(SecretUri=${keyVaultUri}secrets/cpv-client-secret)'
+    value: '@Microsoft.KeyVault(SecretUri=${configVaultUri}secrets/cpv-client-secret)'
   }
   {
     name: 'BROKER_SECRET_KEY'
-    value: '@Microsoft.KeyVault(SecretUri=${keyVaultUri}secrets/broker-secret-key)'
+    value: '@Microsoft.KeyVault(SecretUri=${configVaultUri}secrets/broker-secret-key)'
   }
   {
     name: 'BROKER_PUBLIC_URL'
@@ -161,11 +177,11 @@ var appSettings = [
   // Authentication (under the name it is given below) in easyauth mode
   {
     name: 'BROKER_OPERATOR_CLIENT_SECRET'
-    value: '@Microsoft.KeyVault(SecretUri=${keyVaultUri}secrets/operator-client-secret)'
+    value: '@Microsoft.KeyVault(SecretUri=${configVaultUri}secrets/operator-client-secret)'
   }
   {
     name: 'MICROSOFT_PROVIDER_AUTHENTICATION_SECRET'
-    value: '@Microsoft.KeyVault(SecretUri=${keyVaultUri}secrets/operator-client-secret)'
+    value: '@Microsoft.KeyVault(SecretUri=${configVaultUri}secrets/operator-client-secret)'
   }
 ]
 

@@ -431,7 +431,9 @@ def _escape(text: str) -> str:
 
 
 def _key(key: str) -> str:
-    return key if _NAME.fullmatch(key) else to_source(Str((key,)))
+    if _NAME.fullmatch(key) or (key.startswith("'${") and key.endswith("'")):
+        return key  # a name, or an interpolated key kept as its source by the parser
+    return to_source(Str((key,)))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -910,7 +912,9 @@ class _Parser:
                 if tok.kind == "NAME":
                     key = tok.value
                 elif tok.kind == "STRING":
-                    key = literal(Str(tok.value))
+                    # an interpolated key (`'${identityId}': {}`) is kept as its Bicep source
+                    text = Str(tok.value)
+                    key = text.text if text.text is not None else to_source(text)
                 else:
                     raise BicepError(f"line {tok.line}: expected a name, found {tok.value!r}")
                 self.expect(":")

@@ -9,6 +9,7 @@ mutated copies (the mutation is reported), which proves each rule can fail.
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import re
 from collections.abc import Callable, Iterator
@@ -35,8 +36,10 @@ from tests.infra.bicep import (
 )
 
 INFRA = Path(__file__).resolve().parents[2] / "infra"
-AZURE_YAML = INFRA.parent / "azure.yaml"
-FUNCTION_APP = INFRA.parent / "function_app.py"
+ROOT = INFRA.parent
+# files outside infra/ that the rules read too, by their path relative to infra/
+OUTSIDE = ("../azure.yaml", "../function_app.py", "../requirements.txt", "../.funcignore",
+           "../.webappignore")
 
 # The only roles the broker may hand out, by role definition GUID (built-in roles).
 ROLES = {
@@ -46,16 +49,30 @@ ROLES = {
     "ba92f5b4-2d11-453d-a403-e96b0029c9fe": "Storage Blob Data Contributor",
     "974c5e8b-45b9-4653-ba55-5f855dd0fb88": "Storage Queue Data Contributor",
     "c6a89b2d-59bc-44d0-9896-0f6e12d7b80a": "Storage Queue Data Message Sender",
+    "3913510d-42f4-4e42-8a64-420c390055eb": "Monitoring Metrics Publisher",
 }
-SECRETS_OFFICER = "b86a8fe4-44ce-4948-aee5-eccb2c155cd7"
-SECRETS_USER = "4633458b-17de-408a-b874-0445c86b69e6"
-KEY_VAULT_ROLES = {SECRETS_OFFICER, SECRETS_USER}
-# Who may be a Secrets Officer: the two app identities and the deployer (module parameters).
-OFFICERS = {"functionPrincipalId", "webPrincipalId", "deployerPrincipalId"}
+# Every role assignment the templates may make, and each one they must make: (whose principal,
+# role, scope). The function identity and the web app do their jobs and nothing more; the
+# deployer (an operator) manages both vaults; consumers get nothing from the template (an
+# operator grants each one Key Vault Secrets User on single secrets, infra/README.md).
+EXPECTED_ROLES = {
+    ("function identity", "Key Vault Secrets Officer", "token vault"),
+    ("function identity", "Key Vault Secrets User", "config vault"),
+    ("function identity", "Storage Blob Data Owner", "storage account"),
+    ("function identity", "Storage Queue Data Contributor", "storage account"),
+    ("function identity", "Monitoring Metrics Publisher", "Application Insights"),
+    ("web app", "Key Vault Secrets Officer", "token vault"),
+    ("web app", "Key Vault Secrets User", "config vault"),
+    ("web app", "Storage Blob Data Contributor", "broker-leases container"),
+    ("web app", "Monitoring Metrics Publisher", "Application Insights"),
+    ("deployer", "Key Vault Secrets Officer", "token vault"),
+    ("deployer", "Key Vault Secrets Officer", "config vault"),
+}
 
-# Settings every app gets (ARCHITECTURE.md, "Settings (contract)").
+# Settings every app gets (ARCHITECTURE.md, "Settings (contract)", and the config vault).
 CONTRACT_SETTINGS = (
     "BROKER_VAULT_URL",
+    "BROKER_CONFIG_VAULT_URL",
     "BROKER_AUTHORITY_HOST",
     "BROKER_CPV_CLIENT_ID",
     "BROKER_CPV_CLIENT_SECRET",
@@ -69,18 +86,21 @@ CONTRACT_SETTINGS = (
     "BROKER_NOTIFY_EMAIL",
     "BROKER_SECRET_KEY",
     "APPLICATIONINSIGHTS_CONNECTION_STRING",
+    "APPLICATIONINSIGHTS_AUTHENTICATION_STRING",
     "AzureWebJobsStorage__accountName",
     "AzureWebJobsStorage__credential",
     "AzureWebJobsStorage__blobServiceUri",
     "AzureWebJobsStorage__queueServiceUri",
 )
-# Settings whose value must come from the vault, by secret name.
+# Settings whose value must come from the config vault, by secret name.
 VAULT_SECRETS = {
     "BROKER_CPV_CLIENT_SECRET": "cpv-client-secret",
     "BROKER_SECRET_KEY": "broker-secret-key",
     "BROKER_OPERATOR_CLIENT_SECRET": "operator-client-secret",
     "MICROSOFT_PROVIDER_AUTHENTICATION_SECRET": "operator-client-secret",
 }
+# the vault URL settings and the vault each must name
+VAULT_URL_SETTINGS = {"BROKER_VAULT_URL": "token vault", "BROKER_CONFIG_VAULT_URL": "config vault"}
 # what the consent site needs on top (broker/settings.py reads the operator settings)
 WEB_SETTINGS = (
     "BROKER_OPERATOR_AUTH",
@@ -91,17 +111,40 @@ WEB_SETTINGS = (
 )
 # the partner admin's pages (invite landing, consent callback and done), health, static files
 PUBLIC_PATHS = ("/healthz", "/invite/*", "/consent/callback", "/consent/done")
-STARTUP_COMMAND = 'gunicorn --bind=0.0.0.0 --timeout 120 "consent_web:create_app()"'
+STARTUP_COMMAND = (
+    'gunicorn --bind=0.0.0.0 --timeout 120 --workers 2 --threads 4 "consent_web:create_app()"'
+)
 NEAR_EXPIRY_EVENTS = {"Microsoft.KeyVault.SecretNearExpiry", "Microsoft.KeyVault.SecretExpired"}
+# secrets whose expiry events each vault's subscription must deliver (Key Vault's event subject
+# is the secret's name)
+WATCHED_SECRETS = {
+    "token vault": ("rt-contoso", "cs-contoso"),
+    "config vault": ("cpv-client-secret", "operator-client-secret"),
+}
 OUTPUTS = (
     "AZURE_KEY_VAULT_URL",
+    "AZURE_KEY_VAULT_ID",
     "BROKER_VAULT_URL",
+    "BROKER_CONFIG_VAULT_URL",
+    "AZURE_CONFIG_VAULT_NAME",
     "CONSENT_SITE_URL",
     "REDIRECT_URI",
     "AZURE_FUNCTION_APP_NAME",
     "AZURE_STORAGE_ACCOUNT_NAME",
     "AZURE_RESOURCE_GROUP",
 )
+# azd turns `${VAR}` text into an array or object parameter only from this release on
+AZD_ARRAY_PARAMETERS = (1, 23, 4)
+# the azd hooks the deployment relies on, and what each script must handle
+HOOKS = {
+    "preprovision": ("Microsoft.App", "list-deleted", "RECOVER_KEY_VAULTS",
+                     "DEPLOY_EVENT_SUBSCRIPTION"),
+    "postprovision": ("RECOVER_KEY_VAULTS",),
+    "postdown": ("DEPLOY_EVENT_SUBSCRIPTION",),
+}
+# what azd must never upload: the virtual environment `azd restore` creates for a Python service
+# (<project folder>_env) and local settings that may hold development secrets
+NOT_UPLOADED = ("partner-token-broker_env", "wt-infra_env", ".env", ".venv", "local.settings.json")
 # checkov checks that stand for a property this repository promises: never skip them.
 GUARANTEED_CHECKS = {
     "CKV_AZURE_3": "storage accepts HTTPS only",
@@ -139,15 +182,17 @@ class Templates:
 
 
 def load(overrides: dict[str, str] | None = None) -> Templates:
-    """Read infra/ (and azure.yaml), with some files' text replaced by `overrides`."""
+    """Read infra/ (and the files of OUTSIDE), with some files' text replaced by `overrides`."""
     overrides = overrides or {}
     texts: dict[str, str] = {}
     for path in sorted(INFRA.rglob("*")):
         if path.is_file() and path.suffix in (".bicep", ".json"):
             texts[path.relative_to(INFRA).as_posix()] = path.read_text(encoding="utf-8")
-    texts["../azure.yaml"] = AZURE_YAML.read_text(encoding="utf-8")
-    if FUNCTION_APP.exists():
-        texts["../function_app.py"] = FUNCTION_APP.read_text(encoding="utf-8")
+    for hook in sorted((INFRA / "hooks").glob("*.sh")):
+        texts[hook.relative_to(INFRA).as_posix()] = hook.read_text(encoding="utf-8")
+    for name in OUTSIDE:
+        if (INFRA / name).exists():
+            texts[name] = (INFRA / name).read_text(encoding="utf-8")
     texts.update(overrides)
     bicep = {
         name: parse(text, INFRA / name) for name, text in texts.items() if name.endswith(".bicep")
@@ -260,8 +305,101 @@ def _web_sites(t: Templates) -> list[tuple[BicepFile, Resource]]:
     ]
 
 
+def _output_of(node: Node | None) -> tuple[str, str] | None:
+    """`<module>.outputs.<name>` as (module symbol, output name), else None."""
+    if (
+        isinstance(node, Member)
+        and isinstance(node.obj, Member)
+        and node.obj.name == "outputs"
+        and isinstance(node.obj.obj, Name)
+    ):
+        return node.obj.obj.id, node.name
+    return None
+
+
+def _modules_of(t: Templates, path: str):
+    """The modules of main.bicep that deploy `path` (relative to infra/)."""
+    return [m for m in t.main.modules if m.path == path]
+
+
+def _arg(module, param: str) -> Node | None:
+    """What a module call passes for one parameter, or None."""
+    params = module.get("params")
+    return params.items.get(param) if isinstance(params, Obj) else None
+
+
+def vault_modules(t: Templates) -> dict[str, str]:
+    """Which keyvault.bicep module of main.bicep is which vault: symbol -> 'token vault' or
+    'config vault', told apart by the output (BROKER_VAULT_URL, BROKER_CONFIG_VAULT_URL) that
+    publishes its URI."""
+    roles = {}
+    for output, vault in VAULT_URL_SETTINGS.items():
+        source = _output_of(t.main.outputs[output].value) if output in t.main.outputs else None
+        if source is not None:
+            roles[source[0]] = vault
+    return {m.symbol: roles.get(m.symbol, "?") for m in _modules_of(t, "modules/keyvault.bicep")}
+
+
+def _fed_vault(t: Templates, module_path: str, param: str) -> set[str]:
+    """The vaults ('token vault', 'config vault') main.bicep feeds into `param` of the module(s)
+    deploying `module_path`, through `<vault module>.outputs.<x>`."""
+    vaults = vault_modules(t)
+    found = set()
+    for module in _modules_of(t, module_path):
+        source = _output_of(_arg(module, param))
+        found.add(vaults.get(source[0], "?") if source else "?")
+    return found
+
+
+def _param_source(t: Templates, module_path: str, param: str) -> str:
+    """What feeds a parameter of a module, in words: 'token vault', 'config vault', 'function
+    identity', 'web app', 'deployer', or the Bicep source."""
+    modules = _modules_of(t, module_path)
+    if not modules:
+        return "?"
+    node = _arg(modules[0], param)
+    source = _output_of(node)
+    if source is not None:
+        vaults = vault_modules(t)
+        if source[0] in vaults:
+            return vaults[source[0]]
+        fed = next((m for m in t.main.modules if m.symbol == source[0]), None)
+        if fed is not None and fed.path == "modules/identity.bicep":
+            return "function identity"
+        if fed is not None and fed.path == "modules/webapp.bicep":
+            return "web app"
+    if "deployerPrincipalId" in _names(node):
+        return "deployer"
+    return to_source(node)
+
+
 # ---------------------------------------------------------------------------------------------
 # rules
+
+
+def vault_split_problems(t: Templates) -> list[str]:
+    """Two vaults from one module: the token vault and the config vault, alike in everything
+    that protects them (network, audit), told apart only by name and by what is stored where."""
+    problems = []
+    vaults = vault_modules(t)
+    if sorted(vaults.values()) != ["config vault", "token vault"]:
+        return [
+            "main.bicep does not deploy exactly two vaults, one published as BROKER_VAULT_URL "
+            f"(the token vault) and one as BROKER_CONFIG_VAULT_URL (the config vault): {vaults}"
+        ]
+    modules = _modules_of(t, "modules/keyvault.bicep")
+    for param in ("publicNetworkAccess", "denyByDefault", "allowedIpRanges",
+                  "logAnalyticsWorkspaceId"):
+        given = {to_source(_arg(m, param)) for m in modules}
+        if len(given) != 1 or "" in given:
+            problems.append(f"the two vaults are not given the same {param}: {sorted(given)}")
+    for module in modules:
+        name = to_source(_arg(module, "name"))
+        if "recover" in t.bicep["modules/keyvault.bicep"].params and name not in to_source(
+            _arg(module, "recover")
+        ):
+            problems.append(f"vault {module.symbol} is not recovered by its own name ({name})")
+    return problems
 
 
 def key_vault_problems(t: Templates) -> list[str]:
@@ -269,7 +407,7 @@ def key_vault_problems(t: Templates) -> list[str]:
     problems = []
     vaults = list(t.resources("Microsoft.KeyVault/vaults"))
     if len(vaults) != 1:
-        return [f"expected one Key Vault, found {len(vaults)}"]
+        return [f"expected one Key Vault resource (deployed once per vault), found {len(vaults)}"]
     file, vault = vaults[0]
     if not _is_true(file, vault.get("properties.enableRbacAuthorization")):
         problems.append("the vault does not use RBAC authorization (enableRbacAuthorization)")
@@ -285,6 +423,16 @@ def key_vault_problems(t: Templates) -> list[str]:
     access = vault.get("properties.publicNetworkAccess")
     if not (isinstance(access, Name) and access.id in file.params):
         problems.append("public network access is not set from a parameter")
+    mode = vault.get("properties.createMode")
+    modes = (
+        {_lit(file, mode.then, ""), _lit(file, mode.otherwise, "")}
+        if isinstance(mode, Ternary) else {_lit(file, mode, "default")}
+    )
+    if modes != {"recover", "default"} or not _names(mode) & set(file.params):
+        problems.append(
+            "a soft-deleted vault cannot be recovered by the deployment (createMode is not "
+            "'recover' or 'default' by a parameter): a re-deployment after `azd down` fails"
+        )
     audited = False
     for diag_file, diag in t.resources("Microsoft.Insights/diagnosticSettings"):
         scope = diag.get("scope")
@@ -303,7 +451,7 @@ def key_vault_problems(t: Templates) -> list[str]:
 
 
 def private_endpoint_problems(t: Templates) -> list[str]:
-    """The optional private endpoint: vault group, privatelink zone linked to the VNet."""
+    """The optional private endpoints: one per vault, privatelink zone linked to the VNet."""
     problems = []
     endpoints = list(t.resources("Microsoft.Network/privateEndpoints"))
     groups = []
@@ -313,7 +461,7 @@ def private_endpoint_problems(t: Templates) -> list[str]:
             if isinstance(c, Obj):
                 groups.append(_lit(f, c.get("properties.groupIds"), default=[]))
     if ["vault"] not in groups:
-        problems.append("no private endpoint for the vault (groupIds ['vault'])")
+        problems.append("no private endpoint for a vault (groupIds ['vault'])")
     zones = [
         _lit(f, z.get("name"), default="")
         for f, z in t.resources("Microsoft.Network/privateDnsZones")
@@ -322,9 +470,18 @@ def private_endpoint_problems(t: Templates) -> list[str]:
         problems.append("no private DNS zone privatelink.vaultcore.azure.net")
     if not list(t.resources("Microsoft.Network/privateDnsZones/virtualNetworkLinks")):
         problems.append("the private DNS zone is not linked to the VNet")
-    network = [m for m in t.main.modules if m.path.endswith("network.bicep")]
-    if not network or _names(network[0].condition) != {"usePrivateEndpoint"}:
-        problems.append("the network module is not conditional on usePrivateEndpoint")
+    if not list(t.resources("Microsoft.Network/privateEndpoints/privateDnsZoneGroups")):
+        problems.append("the private endpoints are not registered in the private DNS zone")
+    endpoint_modules = [m for m in t.main.modules
+                        if m.path in ("modules/privateendpoint.bicep", "modules/network.bicep")]
+    for module in endpoint_modules:
+        if _names(module.condition) != {"usePrivateEndpoint"}:
+            problems.append(f"module {module.symbol} is not conditional on usePrivateEndpoint")
+    if not any(m.path == "modules/network.bicep" for m in endpoint_modules):
+        problems.append("no network module")
+    covered = sorted(_fed_vault(t, "modules/privateendpoint.bicep", "keyVaultName"))
+    if covered != ["config vault", "token vault"]:
+        problems.append(f"not every vault has a private endpoint (only: {covered})")
     if (
         "usePrivateEndpoint" in t.main.params
         and _lit(t.main, t.main.params["usePrivateEndpoint"].default) is not False
@@ -334,7 +491,7 @@ def private_endpoint_problems(t: Templates) -> list[str]:
 
 
 def site_problems(t: Templates) -> list[str]:
-    """Both sites: HTTPS only, TLS 1.2, no FTP, a system-assigned identity, no basic auth."""
+    """Both sites: HTTPS only, TLS 1.2, no FTP, a managed identity, no basic auth."""
     problems = []
     sites = list(t.resources("Microsoft.Web/sites"))
     if len(_function_sites(t)) != 1 or len(_web_sites(t)) != 1:
@@ -347,8 +504,8 @@ def site_problems(t: Templates) -> list[str]:
             problems.append(f"{who} does not require TLS 1.2 (minTlsVersion)")
         if _lit(file, site.get("properties.siteConfig.ftpsState")) != "Disabled":
             problems.append(f"{who} does not disable FTP (ftpsState)")
-        if _lit(file, site.get("identity.type")) != "SystemAssigned":
-            problems.append(f"{who} has no system-assigned identity")
+        if _lit(file, site.get("identity.type")) not in ("SystemAssigned", "UserAssigned"):
+            problems.append(f"{who} has no managed identity")
         policies = {
             _lit(file, p.get("name")): _lit(file, p.get("properties.allow"), default=None)
             for p in _children(file, site, "Microsoft.Web/sites/basicPublishingCredentialsPolicies")
@@ -356,19 +513,41 @@ def site_problems(t: Templates) -> list[str]:
         for kind in ("ftp", "scm"):
             if policies.get(kind) is not False:
                 problems.append(f"{who} allows basic {kind} publishing credentials")
+    for file, site in _web_sites(t):
+        if _lit(file, site.get("identity.type")) != "SystemAssigned":
+            problems.append(f"site {site.symbol} has no system-assigned identity")
     return problems
 
 
-def _settings_problems(file: BicepFile, site: Resource, required: tuple[str, ...]) -> list[str]:
+def _path_of(t: Templates, file: BicepFile) -> str:
+    return next(name for name, f in t.bicep.items() if f is file)
+
+
+def _settings_problems(
+    t: Templates, file: BicepFile, site: Resource, required: tuple[str, ...]
+) -> list[str]:
     problems = []
     who = f"site {site.symbol}"
+    path = _path_of(t, file)
     settings = app_settings(file, site)
     for name in required:
         if name not in settings:
             problems.append(f"{who} lacks the app setting {name}")
     for name, secret in VAULT_SECRETS.items():
-        if name in settings and _vault_reference(settings[name]) != secret:
+        if name not in settings:
+            continue
+        if _vault_reference(settings[name]) != secret:
             problems.append(f"{who}: {name} is not a Key Vault reference to the secret {secret}")
+            continue
+        vault = _names(settings[name]) & set(file.params)
+        fed = set().union(*(_fed_vault(t, path, p) for p in vault)) if vault else {"?"}
+        if fed != {"config vault"}:
+            problems.append(f"{who}: {name} does not refer to the config vault ({sorted(fed)})")
+    for name, vault in VAULT_URL_SETTINGS.items():
+        value = settings.get(name)
+        param = value.id if isinstance(value, Name) and value.id in file.params else None
+        if name in settings and (param is None or _fed_vault(t, path, param) != {vault}):
+            problems.append(f"{who}: {name} is not the {vault}'s URI")
     if "AzureWebJobsStorage" in settings:
         problems.append(f"{who} has a storage connection string (AzureWebJobsStorage)")
     if _lit(file, settings.get("AzureWebJobsStorage__credential"), default="") != "managedidentity":
@@ -390,15 +569,62 @@ def function_app_problems(t: Templates) -> list[str]:
             "version": "3.11",
         }:
             problems.append("the function app does not run Python 3.11")
-        if _lit(file, site.get(config + "deployment.storage.authentication.type")) != (
-            "SystemAssignedIdentity"
-        ):
-            problems.append("the deployment container is not reached with the app's identity")
-        problems += _settings_problems(file, site, CONTRACT_SETTINGS)
+        problems += _settings_problems(t, file, site, CONTRACT_SETTINGS)
         settings = app_settings(file, site)
         for name in ("FUNCTIONS_WORKER_RUNTIME", "FUNCTIONS_EXTENSION_VERSION"):
             if name in settings:
                 problems.append(f"the function app sets {name}, which Flex Consumption rejects")
+    return problems
+
+
+def function_identity_problems(t: Templates) -> list[str]:
+    """The Flex app runs as a user-assigned identity that holds its roles before the app exists,
+    for everything: storage, the deployment container, Key Vault references, the broker's SDK
+    calls and telemetry. (A system-assigned identity is granted after the app is created, and
+    `azd deploy` right after can be refused with 403 until RBAC propagates.)"""
+    problems = []
+    sites = _function_sites(t)
+    if len(sites) != 1:
+        return ["expected one function app"]
+    file, site = sites[0]
+    identity = site.get("identity.userAssignedIdentities")
+    keys = list(identity.items) if isinstance(identity, Obj) else []
+    ids = {k[3:-2] for k in keys if k.startswith("'${") and k.endswith("}'")}
+    if _lit(file, site.get("identity.type")) != "UserAssigned" or len(ids) != 1:
+        return ["the function app does not run as one user-assigned identity alone"]
+    (identity_param,) = ids
+    config = "properties.functionAppConfig.deployment.storage.authentication."
+    if _lit(file, site.get(config + "type")) != "UserAssignedIdentity" or _names(
+        site.get(config + "userAssignedIdentityResourceId")
+    ) != {identity_param}:
+        problems.append("the deployment container is not read with the user-assigned identity")
+    if _names(site.get("properties.keyVaultReferenceIdentity")) != {identity_param}:
+        problems.append("Key Vault references do not resolve with the user-assigned identity")
+    settings = app_settings(file, site)
+    path = _path_of(t, file)
+    (app,) = _modules_of(t, path) or (None,)
+    identities = {m.symbol for m in _modules_of(t, "modules/identity.bicep")}
+    fed = {p: _output_of(_arg(app, p)) for p in file.params} if app is not None else {}
+    client = {p for p, src in fed.items() if src and src[0] in identities and src[1] == "clientId"}
+    if fed.get(identity_param) is None or fed[identity_param][0] not in identities:
+        problems.append(f"the function app's {identity_param} is not the identity module's id")
+    for name in ("AzureWebJobsStorage__clientId", "AZURE_CLIENT_ID"):
+        if not client or _names(settings.get(name)) != client:
+            problems.append(f"{name} is not the user-assigned identity's client id")
+    if not client or not _names(settings.get("APPLICATIONINSIGHTS_AUTHENTICATION_STRING")) & client:
+        problems.append("telemetry is not sent as the user-assigned identity (ClientId=...)")
+    if _param_source(t, "modules/roles.bicep", "functionPrincipalId") != "function identity":
+        problems.append("the function app's roles are not granted to its user-assigned identity")
+    roles = {m.symbol for m in _modules_of(t, "modules/roles.bicep")}
+    depends = app.get("dependsOn") if app is not None else None
+    after = {n.id for n in depends.items if isinstance(n, Name)} if isinstance(
+        depends, Arr) else set()
+    used = {s[0] for n in (app.body.walk() if app else ()) if (s := _output_of(n))}
+    if not roles or not roles & (after | used):
+        problems.append(
+            "the function app is not deployed after its identity's role assignments "
+            "(dependsOn the roles module): the first `azd deploy` can race RBAC and get 403"
+        )
     return problems
 
 
@@ -408,9 +634,14 @@ def web_app_problems(t: Templates) -> list[str]:
     for file, site in _web_sites(t):
         if _lit(file, site.get("properties.siteConfig.linuxFxVersion")) != "PYTHON|3.11":
             problems.append("the web app does not run Python 3.11 on Linux")
-        if _lit(file, site.get("properties.siteConfig.appCommandLine")) != STARTUP_COMMAND:
+        command = str(_lit(file, site.get("properties.siteConfig.appCommandLine"), default=""))
+        if command != STARTUP_COMMAND:
             problems.append("the web app's startup command is not the gunicorn app factory")
-        problems += _settings_problems(file, site, (*CONTRACT_SETTINGS, *WEB_SETTINGS))
+        workers = re.search(r"--workers[ =](\d+)", command)
+        threads = re.search(r"--threads[ =](\d+)", command)
+        if int(workers.group(1) if workers else 1) * int(threads.group(1) if threads else 1) < 2:
+            problems.append("gunicorn serves one request at a time (one sync worker)")
+        problems += _settings_problems(t, file, site, (*CONTRACT_SETTINGS, *WEB_SETTINGS))
         settings = app_settings(file, site)
         if _lit(file, settings.get("SCM_DO_BUILD_DURING_DEPLOYMENT"), default="") != "true":
             problems.append(
@@ -422,6 +653,29 @@ def web_app_problems(t: Templates) -> list[str]:
         auth = t.main.params.get("operatorAuth")
         if auth is None or _lit(t.main, auth.default) != "easyauth":
             problems.append("operatorAuth does not default to easyauth")
+    return problems
+
+
+def telemetry_problems(t: Templates) -> list[str]:
+    """Application Insights takes Entra-authenticated telemetry only, and both apps send it:
+    the Functions host with its identity, the site through the OpenTelemetry distro."""
+    problems = []
+    components = list(t.resources("Microsoft.Insights/components"))
+    if len(components) != 1:
+        return [f"expected one Application Insights, found {len(components)}"]
+    file, component = components[0]
+    if not _is_true(file, component.get("properties.DisableLocalAuth")):
+        problems.append("Application Insights accepts the instrumentation key (DisableLocalAuth)")
+    for site_file, site in t.resources("Microsoft.Web/sites"):
+        value = app_settings(site_file, site).get("APPLICATIONINSIGHTS_AUTHENTICATION_STRING")
+        parts = value.parts if isinstance(value, Str) else ()
+        text = "".join(p for p in parts if isinstance(p, str))
+        if "Authorization=AAD" not in text:
+            problems.append(f"site {site.symbol} does not send telemetry with Entra ID")
+    requirements = t.texts.get("../requirements.txt", "")
+    if not re.search(r"^azure-monitor-opentelemetry==\S+", requirements, flags=re.M):
+        problems.append("requirements.txt does not pin azure-monitor-opentelemetry (the site "
+                        "sends nothing without it)")
     return problems
 
 
@@ -514,31 +768,50 @@ def storage_problems(t: Templates) -> list[str]:
     return problems
 
 
+def _scope_name(t: Templates, file: BicepFile, scope: Node | None) -> str:
+    """What a role assignment's scope is, in the words of EXPECTED_ROLES."""
+    resource = next(
+        (r for r in file.resources if isinstance(scope, Name) and r.symbol == scope.id), None
+    )
+    if resource is None:
+        return f"an unknown scope ({to_source(scope)})"
+    name = resource.get("name")
+    if resource.type == "Microsoft.KeyVault/vaults":
+        if isinstance(name, Name) and name.id in file.params:
+            return _param_source(t, _path_of(t, file), name.id)
+        return f"a vault named {to_source(name)}"
+    if resource.type == "Microsoft.Storage/storageAccounts":
+        return "storage account"
+    if resource.type == "Microsoft.Insights/components":
+        return "Application Insights"
+    last = name.parts[-1] if isinstance(name, Str) and name.parts else None
+    leaf = last.rsplit("/", 1)[-1] if isinstance(last, str) else to_source(name)
+    kind = resource.type.rsplit("/", 1)[-1].rstrip("s")
+    return f"{leaf} {'container' if kind == 'container' else kind}"
+
+
 def role_problems(t: Templates) -> list[str]:
-    """Least privilege: only the allowed roles, on narrow scopes, to the right principals."""
+    """Least privilege: exactly the assignments of EXPECTED_ROLES, named and conditioned well."""
     problems = []
-    used: set[str] = set()
+    granted: set[tuple[str, str, str]] = set()
     assignments = list(t.resources("Microsoft.Authorization/roleAssignments"))
     if not assignments:
         return ["no role assignments"]
     for file, ra in assignments:
         who = f"role assignment {ra.symbol}"
-        role_node = ra.get("properties.roleDefinitionId")
-        guid = role_guid(file, role_node)
+        guid = role_guid(file, ra.get("properties.roleDefinitionId"))
         if guid not in ROLES:
             problems.append(f"{who} grants a role outside the allowed set: {guid}")
             continue
-        used.add(guid)
-        scope = ra.get("scope")
-        scoped = (
-            file.resource(scope.id)
-            if isinstance(scope, Name) and any(r.symbol == scope.id for r in file.resources)
-            else None
-        )
-        wanted = "Microsoft.KeyVault/vaults" if guid in KEY_VAULT_ROLES else "Microsoft.Storage/"
-        if scoped is None or not scoped.type.startswith(wanted):
-            problems.append(f"{who} is not scoped to the vault or storage resource it is for")
         principal = ra.get("properties.principalId")
+        holder = (
+            _param_source(t, _path_of(t, file), principal.id)
+            if isinstance(principal, Name) and principal.id in file.params
+            else f"someone else ({to_source(principal)})"
+        )
+        if ra.loop is not None:
+            holder = f"a list of principals ({to_source(ra.loop.iterable)})"
+        granted.add((holder, ROLES[guid], _scope_name(t, file, ra.get("scope"))))
         name = ra.get("name")
         if not (
             isinstance(name, Call)
@@ -546,23 +819,15 @@ def role_problems(t: Templates) -> list[str]:
             and len(name.args) == 3
             and name.args[1] == principal
             and role_guid(file, name.args[2]) == guid
+            and _names(name.args[0]) == _names(ra.get("scope"))
         ):
-            problems.append(f"{who} is not named guid(scope, principalId, roleDefinitionId)")
-        consumer = ra.loop is not None and "consumerPrincipalIds" in _names(ra.loop.iterable)
-        consumer = consumer or "consumerPrincipalIds" in _names(principal)
-        if consumer and guid != SECRETS_USER:
-            problems.append(f"{who} gives consumers more than Key Vault Secrets User")
-        if guid == SECRETS_USER and not consumer:
-            problems.append(f"{who} gives Key Vault Secrets User to someone other than consumers")
-        if guid == SECRETS_OFFICER and not _names(principal) <= OFFICERS:
-            problems.append(f"{who} makes {sorted(_names(principal))} a Secrets Officer")
-        if "deployerPrincipalId" in _names(principal) and "deployerPrincipalId" not in _names(
-            ra.condition
-        ):
+            problems.append(f"{who} is not named guid(scope.id, principalId, roleDefinitionId)")
+        if holder == "deployer" and "deployerPrincipalId" not in _names(ra.condition):
             problems.append(f"{who} is not conditional on a deployer being given")
-    missing = set(ROLES) - used
-    if missing:
-        problems.append(f"roles never assigned: {sorted(ROLES[g] for g in missing)}")
+    for line in sorted(granted - EXPECTED_ROLES):
+        problems.append("unexpected role assignment: {} gets {} on the {}".format(*line))
+    for line in sorted(EXPECTED_ROLES - granted):
+        problems.append("missing role assignment: {} gets {} on the {}".format(*line))
     return problems + _role_comment_problems(t)
 
 
@@ -581,12 +846,26 @@ def _role_comment_problems(t: Templates) -> list[str]:
     return problems
 
 
+def _admits(file: BicepFile, sub: Resource, subject: str) -> bool:
+    """Whether an event subscription's filter lets an event with this subject through."""
+    event_filter = sub.get("properties.filter")
+    if not isinstance(event_filter, Obj):
+        return True
+    if event_filter.get("advancedFilters") is not None:
+        return False  # not read here: keep the filter simple enough to check
+    begins = _lit(file, event_filter.get("subjectBeginsWith"), default=None) or ""
+    ends = _lit(file, event_filter.get("subjectEndsWith"), default=None) or ""
+    return subject.startswith(begins) and subject.endswith(ends)
+
+
 def event_grid_problems(t: Templates) -> list[str]:
-    """A system topic on the vault; near-expiry and expired events of rt-* to the function."""
+    """A system topic on each vault; near-expiry and expired events of every secret the broker
+    must act on (refresh tokens, partner app secrets, its own CPV and operator secrets) go to
+    the function, behind the parameter that waits for the code."""
     problems = []
     topics = list(t.resources("Microsoft.EventGrid/systemTopics"))
     if len(topics) != 1:
-        return [f"expected one Event Grid system topic, found {len(topics)}"]
+        return [f"expected one Event Grid system topic (deployed per vault), found {len(topics)}"]
     file, topic = topics[0]
     if _lit(file, topic.get("properties.topicType")) != "Microsoft.KeyVault.vaults":
         problems.append("the system topic is not a Key Vault topic")
@@ -596,7 +875,11 @@ def event_grid_problems(t: Templates) -> list[str]:
         None,
     )
     if source_resource is None or source_resource.type != "Microsoft.KeyVault/vaults":
-        problems.append("the system topic's source is not the vault")
+        problems.append("the system topic's source is not a vault")
+    path = _path_of(t, file)
+    watched = sorted(_fed_vault(t, path, "keyVaultName"))
+    if watched != sorted(WATCHED_SECRETS) or len(_modules_of(t, path)) != len(WATCHED_SECRETS):
+        problems.append(f"not each vault's events are delivered, once (only: {watched})")
     subscriptions = _children(file, topic, "Microsoft.EventGrid/systemTopics/eventSubscriptions")
     if len(subscriptions) != 1:
         return [*problems, f"expected one event subscription, found {len(subscriptions)}"]
@@ -605,8 +888,10 @@ def event_grid_problems(t: Templates) -> list[str]:
         NEAR_EXPIRY_EVENTS
     ):
         problems.append("the subscription does not take exactly SecretNearExpiry and SecretExpired")
-    if _lit(file, sub.get("properties.filter.subjectBeginsWith"), default="") != "rt-":
-        problems.append("the subscription is not filtered to rt-* secrets")
+    for vault in watched:
+        for secret in WATCHED_SECRETS.get(vault, ()):
+            if not _admits(file, sub, secret):
+                problems.append(f"the {vault}'s events about {secret} are filtered out")
     if _lit(file, sub.get("properties.destination.endpointType"), default="") != "AzureFunction":
         problems.append("events are not delivered to an Azure Function")
     target = sub.get("properties.destination.properties.resourceId")
@@ -696,8 +981,9 @@ def template_problems(t: Templates) -> list[str]:
 
 
 def checkov_skip_problems(t: Templates) -> list[str]:
-    """Every inline checkov skip gives a reason, and none skips a promised property."""
+    """Every inline checkov skip gives a true reason, and none skips a promised property."""
     problems = []
+    http = re.search(r"^@app\.route\(", t.texts.get("../function_app.py", ""), flags=re.M)
     for name, text in t.texts.items():
         for match in re.finditer(r"#checkov:skip=(\w+)(:?\s*(.*))", text):
             check, reason = match.group(1), match.group(3).strip()
@@ -705,6 +991,105 @@ def checkov_skip_problems(t: Templates) -> list[str]:
                 problems.append(f"{name}: skip of {check} gives no reason")
             if check in GUARANTEED_CHECKS:
                 problems.append(f"{name}: {check} is skipped, but {GUARANTEED_CHECKS[check]}")
+            if http and re.search(r"\bno HTTP", reason, flags=re.I):
+                problems.append(f"{name}: the skip of {check} says there are no HTTP-triggered "
+                                "functions, but function_app.py declares one")
+    return problems
+
+
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split("."))
+
+
+def azd_version_problems(t: Templates) -> list[str]:
+    """azure.yaml states the azd release the template needs, and main.parameters.json passes
+    nothing that release cannot convert (`${VAR}` text into an array or object parameter)."""
+    problems = []
+    yaml = t.texts.get("../azure.yaml", "")
+    found = re.search(r"^requiredVersions:\n  azd: ['\"]?>=\s*([0-9]+\.[0-9]+\.[0-9]+)", yaml,
+                      flags=re.M)
+    if found is None:
+        problems.append("azure.yaml does not declare requiredVersions.azd ('>= x.y.z')")
+    minimum = _version(found.group(1)) if found else (0, 0, 0)
+    try:
+        parameters = json.loads(t.texts["main.parameters.json"])["parameters"]
+    except (KeyError, ValueError):
+        return [*problems, "main.parameters.json is missing or not JSON"]
+    for key, entry in parameters.items():
+        value = entry.get("value") if isinstance(entry, dict) else None
+        param = t.main.params.get(key)
+        if (
+            isinstance(value, str)
+            and "${" in value
+            and param is not None
+            and param.type in ("array", "object")
+            and minimum < AZD_ARRAY_PARAMETERS
+        ):
+            problems.append(
+                f"{param.type} parameter {key} is given the text {value}: azd releases before "
+                f"{'.'.join(map(str, AZD_ARRAY_PARAMETERS))} pass it on as a string and ARM "
+                "rejects every deployment"
+            )
+    return problems
+
+
+def _hooks(yaml: str) -> dict[str, dict[str, str]]:
+    """azure.yaml's `hooks:` section: hook name -> its keys (shell, run, ...)."""
+    section = re.search(r"^hooks:\n((?:[ #].*\n|\n)*)", yaml, flags=re.M)
+    hooks: dict[str, dict[str, str]] = {}
+    for block in re.finditer(r"^  (\w+):\n((?:    .*\n)+)", section.group(1) if section else "",
+                             flags=re.M):
+        hooks[block.group(1)] = dict(
+            re.findall(r"^    (\w+):\s*(.*?)\s*$", block.group(2), flags=re.M)
+        )
+    return hooks
+
+
+def hook_problems(t: Templates) -> list[str]:
+    """The azd hooks that make a re-deployment work run scripts that exist and handle each
+    case: the Microsoft.App provider for the private endpoint, the soft-deleted vaults after
+    `azd down`, and event subscriptions left switched on."""
+    problems = []
+    hooks = _hooks(t.texts.get("../azure.yaml", ""))
+    for hook, words in HOOKS.items():
+        entry = hooks.get(hook)
+        if entry is None:
+            problems.append(f"azure.yaml has no {hook} hook")
+            continue
+        run = entry.get("run", "")
+        script = t.texts.get(run.removeprefix("infra/"))
+        if entry.get("shell") != "sh" or not run.startswith("infra/hooks/") or script is None:
+            problems.append(f"the {hook} hook does not run a sh script of infra/hooks/ ({run})")
+            continue
+        code = "\n".join(line for line in script.splitlines()
+                          if not line.lstrip().startswith("#"))
+        for word in words:
+            if word not in code:
+                problems.append(f"the {hook} hook ({run}) does not handle {word}")
+    try:
+        parameters = json.loads(t.texts["main.parameters.json"])["parameters"]
+    except (KeyError, ValueError):
+        return [*problems, "main.parameters.json is missing or not JSON"]
+    for param, variable in (("recoverKeyVaults", "RECOVER_KEY_VAULTS"),
+                            ("deployEventSubscription", "DEPLOY_EVENT_SUBSCRIPTION")):
+        value = parameters.get(param, {}).get("value", "")
+        if not str(value).startswith("${" + variable + "="):
+            problems.append(f"{param} is not read from {variable}, which the hooks set")
+    return problems
+
+
+def upload_problems(t: Templates) -> list[str]:
+    """azd uploads neither the virtual environment `azd restore` creates nor local settings."""
+    problems = []
+    for name in ("../.funcignore", "../.webappignore"):
+        patterns = [
+            line.strip().rstrip("/")
+            for line in t.texts.get(name, "").splitlines()
+            if line.strip() and not line.startswith("#")
+        ]
+        for path in NOT_UPLOADED:
+            if not any(fnmatch.fnmatchcase(path, pattern) for pattern in patterns):
+                problems.append(f"{name[3:]} does not keep {path} out of the package")
     return problems
 
 
@@ -798,6 +1183,12 @@ def undeclared_name_problems(t: Templates) -> list[str]:
 
 RULES: dict[str, Callable[[Templates], list[str]]] = {
     "key_vault": key_vault_problems,
+    "vault_split": vault_split_problems,
+    "function_identity": function_identity_problems,
+    "telemetry": telemetry_problems,
+    "azd_version": azd_version_problems,
+    "hooks": hook_problems,
+    "uploads": upload_problems,
     "private_endpoint": private_endpoint_problems,
     "sites": site_problems,
     "function_app": function_app_problems,

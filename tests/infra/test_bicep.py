@@ -54,6 +54,12 @@ def test_objects_take_newlines_or_commas_and_quoted_keys():
     assert literal(node) == {"a": 1, "b-c": [True, None], "d": "x", "e": -2}
 
 
+def test_an_interpolated_key_is_kept_as_its_source():
+    node = expr("{\n  '${identityId}': {}\n}")
+    assert list(node.items) == ["'${identityId}'"]
+    assert to_source(node) == "{ '${identityId}': {} }"
+
+
 def test_operators_bind_by_precedence():
     assert expr("a || b && !c == d + e * f") == Binary(
         "||",

@@ -51,9 +51,15 @@ WEB = "modules/webapp.bicep"
 ST = "modules/storage.bicep"
 ROLES = "modules/roles.bicep"
 EG = "modules/eventgrid.bicep"
+PE = "modules/privateendpoint.bicep"
+MON = "modules/monitoring.bicep"
+PRE = "hooks/preprovision.sh"
 MAIN = "main.bicep"
 PARAMS = "main.parameters.json"
 YAML = "../azure.yaml"
+REQS = "../requirements.txt"
+FUNCIGNORE = "../.funcignore"
+WEBAPPIGNORE = "../.webappignore"
 
 # (rule, file, old, new, what the rule must say)
 MUTATIONS = {
@@ -118,10 +124,17 @@ MUTATIONS = {
     ),
     "private_endpoint_for_another_service": (
         "private_endpoint",
-        NET,
+        PE,
         "            'vault'\n",
         "            'blob'\n",
         "groupIds",
+    ),
+    "config_vault_without_private_endpoint": (
+        "private_endpoint",
+        MAIN,
+        "    keyVaultName: configVault.outputs.name\n    subnetId",
+        "    keyVaultName: keyVault.outputs.name\n    subnetId",
+        "not every vault has a private endpoint",
     ),
     "network_deployed_unconditionally": (
         "private_endpoint",
@@ -146,12 +159,12 @@ MUTATIONS = {
         "TLS 1.2",
     ),
     "web_app_allows_ftp": ("sites", WEB, "ftpsState: 'Disabled'", "ftpsState: 'AllAllowed'", "FTP"),
-    "function_app_without_identity": (
+    "web_app_without_identity": (
         "sites",
-        FUNC,
+        WEB,
         "  identity: {\n    type: 'SystemAssigned'\n  }",
         "  identity: {\n    type: 'None'\n  }",
-        "system-assigned identity",
+        "no managed identity",
     ),
     "web_app_allows_basic_scm_credentials": (
         "sites",
@@ -171,9 +184,24 @@ MUTATIONS = {
     "secret_key_in_plain_text": (
         "function_app",
         FUNC,
-        "'@Microsoft.KeyVault(SecretUri=${keyVaultUri}secrets/broker-secret-key)'",
+        "'@Microsoft.KeyVault(SecretUri=${configVaultUri}secrets/broker-secret-key)'",
         "'not-so-secret'",
         "BROKER_SECRET_KEY is not a Key Vault reference",
+    ),
+    "signing_key_read_from_the_token_vault": (
+        "function_app",
+        FUNC,
+        "'@Microsoft.KeyVault(SecretUri=${configVaultUri}secrets/broker-secret-key)'",
+        "'@Microsoft.KeyVault(SecretUri=${keyVaultUri}secrets/broker-secret-key)'",
+        "BROKER_SECRET_KEY does not refer to the config vault",
+    ),
+    "config_vault_url_names_the_token_vault": (
+        "function_app",
+        MAIN,
+        "    configVaultUri: configVault.outputs.uri\n    publicUrl: consentSiteUrl\n"
+        "    cpvClientId",
+        "    configVaultUri: keyVault.outputs.uri\n    publicUrl: consentSiteUrl\n    cpvClientId",
+        "BROKER_CONFIG_VAULT_URL is not the config vault's URI",
     ),
     "cpv_secret_from_the_wrong_secret": (
         "function_app",
@@ -222,7 +250,7 @@ MUTATIONS = {
     "web_app_cpv_secret_in_plain_text": (
         "web_app",
         WEB,
-        "'@Microsoft.KeyVault(SecretUri=${keyVaultUri}secrets/cpv-client-secret)'",
+        "'@Microsoft.KeyVault(SecretUri=${configVaultUri}secrets/cpv-client-secret)'",
         "cpvClientSecret",
         "BROKER_CPV_CLIENT_SECRET",
     ),
@@ -260,9 +288,20 @@ MUTATIONS = {
         "web_app",
         WEB,
         "name: 'BROKER_OPERATOR_CLIENT_SECRET'\n"
-        "    value: '@Microsoft.KeyVault(SecretUri=${keyVaultUri}secrets/operator-client-secret)'",
+        "    value: '@Microsoft.KeyVault("
+        "SecretUri=${configVaultUri}secrets/operator-client-secret)'",
         "name: 'BROKER_OPERATOR_CLIENT_SECRET'\n    value: 'hunter2'",
         "operator-client-secret",
+    ),
+    "operator_secret_read_from_the_token_vault": (
+        "web_app",
+        WEB,
+        "name: 'BROKER_OPERATOR_CLIENT_SECRET'\n"
+        "    value: '@Microsoft.KeyVault("
+        "SecretUri=${configVaultUri}secrets/operator-client-secret)'",
+        "name: 'BROKER_OPERATOR_CLIENT_SECRET'\n"
+        "    value: '@Microsoft.KeyVault(SecretUri=${keyVaultUri}secrets/operator-client-secret)'",
+        "BROKER_OPERATOR_CLIENT_SECRET does not refer to the config vault",
     ),
     "oauth_callback_behind_sign_in": (
         "easy_auth",
@@ -364,36 +403,82 @@ MUTATIONS = {
         "'00482a5a-887f-4fb3-b363-3b7fe8e74483'",
         "outside the allowed set",
     ),
-    "consumers_made_secrets_officers": (
+    "function_app_made_officer_of_the_config_vault": (
         "roles",
         ROLES,
-        "    roleDefinitionId: keyVaultSecretsUser\n",
-        "    roleDefinitionId: keyVaultSecretsOfficer\n",
-        "more than Key Vault Secrets User",
+        "  name: guid(configVault.id, functionPrincipalId, keyVaultSecretsUser)\n"
+        "  scope: configVault\n  properties: {\n    roleDefinitionId: keyVaultSecretsUser\n",
+        "  name: guid(configVault.id, functionPrincipalId, keyVaultSecretsOfficer)\n"
+        "  scope: configVault\n  properties: {\n    roleDefinitionId: keyVaultSecretsOfficer\n",
+        "function identity gets Key Vault Secrets Officer on the config vault",
+    ),
+    "site_reads_the_config_from_the_token_vault": (
+        "roles",
+        ROLES,
+        "  name: guid(configVault.id, webPrincipalId, keyVaultSecretsUser)\n  scope: configVault\n",
+        "  name: guid(tokenVault.id, webPrincipalId, keyVaultSecretsUser)\n  scope: tokenVault\n",
+        "missing role assignment: web app gets Key Vault Secrets User on the config vault",
+    ),
+    "consumers_granted_the_whole_token_vault_again": (
+        "roles",
+        ROLES,
+        "param deployerPrincipalId string = ''\n",
+        "param deployerPrincipalId string = ''\nparam consumerPrincipalIds array = []\n\n"
+        "resource consumerSecretsUser 'Microsoft.Authorization/roleAssignments@2022-04-01' = "
+        "[for principalId in consumerPrincipalIds: {\n"
+        "  name: guid(tokenVault.id, principalId, keyVaultSecretsUser)\n  scope: tokenVault\n"
+        "  properties: {\n    roleDefinitionId: keyVaultSecretsUser\n"
+        "    principalId: principalId\n  }\n}]\n",
+        "unexpected role assignment: a list of principals (consumerPrincipalIds) gets Key Vault "
+        "Secrets User on the token vault",
+    ),
+    "site_given_the_unused_queue_sender_role_again": (
+        "roles",
+        ROLES,
+        "param deployerPrincipalId string = ''\n",
+        "param deployerPrincipalId string = ''\n\n"
+        "resource rotationsQueue "
+        "'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' existing = {\n"
+        "  name: '${storageAccountName}/default/rotations'\n}\n\n"
+        "resource webQueueSender 'Microsoft.Authorization/roleAssignments@2022-04-01' = {\n"
+        "  name: guid(rotationsQueue.id, webPrincipalId, 'c6a89b2d-59bc-44d0-9896-0f6e12d7b80a')\n"
+        "  scope: rotationsQueue\n  properties: {\n    roleDefinitionId: "
+        "subscriptionResourceId('Microsoft.Authorization/roleDefinitions', "
+        "'c6a89b2d-59bc-44d0-9896-0f6e12d7b80a')\n    principalId: webPrincipalId\n  }\n}\n",
+        "unexpected role assignment: web app gets Storage Queue Data Message Sender on the "
+        "rotations queue",
+    ),
+    "roles_granted_to_the_web_app_instead_of_the_function_identity": (
+        "roles",
+        MAIN,
+        "    functionPrincipalId: functionIdentity.outputs.principalId\n",
+        "    functionPrincipalId: web.outputs.principalId\n",
+        "missing role assignment: function identity",
     ),
     "deployer_granted_unconditionally": (
         "roles",
         ROLES,
-        "= if (!empty(deployerPrincipalId)) {",
-        "= {",
+        "resource deployerConfigOfficer 'Microsoft.Authorization/roleAssignments@2022-04-01' = "
+        "if (!empty(deployerPrincipalId)) {",
+        "resource deployerConfigOfficer 'Microsoft.Authorization/roleAssignments@2022-04-01' = {",
         "conditional on a deployer",
     ),
     "secrets_officer_role_at_resource_group_scope": (
         "roles",
         ROLES,
         re.compile(
-            r"(  name: guid\(vault\.id, functionPrincipalId, keyVaultSecretsOfficer\)\n)"
-            r"  scope: vault\n"
+            r"(  name: guid\(tokenVault\.id, functionPrincipalId, keyVaultSecretsOfficer\)\n)"
+            r"  scope: tokenVault\n"
         ),
         r"\1",
-        "not scoped",
+        "an unknown scope",
     ),
     "assignment_name_not_derived_from_principal": (
         "roles",
         ROLES,
-        "name: guid(vault.id, webPrincipalId, keyVaultSecretsOfficer)",
-        "name: guid(vault.id, keyVaultSecretsOfficer, 'web')",
-        "guid(scope, principalId, roleDefinitionId)",
+        "name: guid(tokenVault.id, webPrincipalId, keyVaultSecretsOfficer)",
+        "name: guid(tokenVault.id, keyVaultSecretsOfficer, 'web')",
+        "guid(scope.id, principalId, roleDefinitionId)",
     ),
     "role_comment_names_another_role": (
         "roles",
@@ -407,7 +492,7 @@ MUTATIONS = {
         ROLES,
         "    roleDefinitionId: storageBlobDataContributor\n",
         "    roleDefinitionId: storageBlobDataOwner\n",
-        "roles never assigned",
+        "web app gets Storage Blob Data Owner on the broker-leases container",
     ),
     # Event Grid
     "expired_events_not_delivered": (
@@ -417,12 +502,20 @@ MUTATIONS = {
         "",
         "SecretExpired",
     ),
-    "all_secrets_delivered": (
+    "near_expiry_of_the_cpv_secret_filtered_out": (
         "event_grid",
         EG,
-        "subjectBeginsWith: 'rt-'",
-        "subjectBeginsWith: 'cs-'",
-        "rt-",
+        "        'Microsoft.KeyVault.SecretExpired'\n      ]\n    }",
+        "        'Microsoft.KeyVault.SecretExpired'\n      ]\n"
+        "      subjectBeginsWith: 'rt-'\n    }",
+        "config vault's events about cpv-client-secret are filtered out",
+    ),
+    "config_vault_not_watched": (
+        "event_grid",
+        MAIN,
+        "    keyVaultName: configVault.outputs.name\n    functionAppName",
+        "    keyVaultName: keyVault.outputs.name\n    functionAppName",
+        "not each vault's events are delivered",
     ),
     "events_to_the_wrong_function": (
         "event_grid",
@@ -563,16 +656,16 @@ MUTATIONS = {
     "module_path_misspelled": (
         "modules",
         MAIN,
-        "'modules/eventgrid.bicep'",
-        "'modules/event-grid.bicep'",
+        "module configEventGrid 'modules/eventgrid.bicep'",
+        "module configEventGrid 'modules/event-grid.bicep'",
         "missing modules/event-grid.bicep",
     ),
     "role_variable_misspelled": (
         "names",
         ROLES,
-        "    roleDefinitionId: storageQueueDataMessageSender\n",
-        "    roleDefinitionId: storageQueueDataMessageSendr\n",
-        "storageQueueDataMessageSendr is not declared",
+        "    roleDefinitionId: storageQueueDataContributor\n",
+        "    roleDefinitionId: storageQueueDataContributr\n",
+        "storageQueueDataContributr is not declared",
     ),
     "parameter_misspelled_in_a_condition": (
         "names",
@@ -580,6 +673,189 @@ MUTATIONS = {
         "= if (deploySubscription) {",
         "= if (deploySubscriptions) {",
         "deploySubscriptions is not declared",
+    ),
+    # two vaults (issue 12): the token vault and the config vault, protected alike
+    "one_vault_for_everything": (
+        "vault_split",
+        MAIN,
+        "output BROKER_CONFIG_VAULT_URL string = configVault.outputs.uri",
+        "output BROKER_CONFIG_VAULT_URL string = keyVault.outputs.uri",
+        "exactly two vaults",
+    ),
+    "config_vault_open_to_every_network": (
+        "vault_split",
+        MAIN,
+        re.compile(r"(module configVault [^}]*?)denyByDefault: usePrivateEndpoint"),
+        r"\1denyByDefault: false",
+        "the same denyByDefault",
+    ),
+    "config_vault_audit_log_elsewhere": (
+        "vault_split",
+        MAIN,
+        re.compile(r"(module configVault [^}]*?)logAnalyticsWorkspaceId: [^\n]*"),
+        r"\1logAnalyticsWorkspaceId: ''",
+        "the same logAnalyticsWorkspaceId",
+    ),
+    "config_vault_output_missing": (
+        "outputs",
+        MAIN,
+        re.compile(r"output BROKER_CONFIG_VAULT_URL [^\n]*\n"),
+        "",
+        "BROKER_CONFIG_VAULT_URL",
+    ),
+    # issue 17.1: azd version
+    "no_required_azd_version": (
+        "azd_version",
+        YAML,
+        'requiredVersions:\n  azd: ">= 1.23.4"\n',
+        "",
+        "requiredVersions",
+    ),
+    # issue 17.2: the Flex app's identity holds its roles before the app exists
+    "function_app_back_on_a_system_assigned_identity": (
+        "function_identity",
+        FUNC,
+        "  identity: {\n    type: 'UserAssigned'\n    userAssignedIdentities: {\n"
+        "      '${identityId}': {}\n    }\n  }",
+        "  identity: {\n    type: 'SystemAssigned'\n  }",
+        "user-assigned identity alone",
+    ),
+    "function_app_deployed_before_its_roles": (
+        "function_identity",
+        MAIN,
+        "  dependsOn: [\n    roles\n  ]\n",
+        "",
+        "race RBAC",
+    ),
+    "deployment_container_read_with_another_identity": (
+        "function_identity",
+        FUNC,
+        "            type: 'UserAssignedIdentity'\n"
+        "            userAssignedIdentityResourceId: identityId\n",
+        "            type: 'SystemAssignedIdentity'\n",
+        "deployment container",
+    ),
+    "key_vault_references_resolved_with_no_identity": (
+        "function_identity",
+        FUNC,
+        "    keyVaultReferenceIdentity: identityId\n",
+        "",
+        "Key Vault references",
+    ),
+    "broker_sdk_without_the_identity": (
+        "function_identity",
+        FUNC,
+        setting_block("AZURE_CLIENT_ID"),
+        "",
+        "AZURE_CLIENT_ID",
+    ),
+    "host_storage_without_the_identity": (
+        "function_identity",
+        FUNC,
+        setting_block("AzureWebJobsStorage__clientId"),
+        "",
+        "AzureWebJobsStorage__clientId",
+    ),
+    # issue 17.3: a re-deployment after `azd down`
+    "vault_cannot_be_recovered": (
+        "key_vault",
+        KV,
+        "createMode: recover ? 'recover' : 'default'",
+        "createMode: 'default'",
+        "cannot be recovered",
+    ),
+    "config_vault_recovered_under_the_token_vault_name": (
+        "vault_split",
+        MAIN,
+        "recover: contains(vaultsToRecover, names.configVault)",
+        "recover: contains(vaultsToRecover, names.keyVault)",
+        "not recovered by its own name",
+    ),
+    "recover_list_not_read_from_the_hook_variable": (
+        "hooks",
+        PARAMS,
+        '"${RECOVER_KEY_VAULTS=}"',
+        '"${RECOVER_VAULTS=}"',
+        "RECOVER_KEY_VAULTS",
+    ),
+    "preprovision_hook_script_missing": (
+        "hooks",
+        YAML,
+        "run: infra/hooks/preprovision.sh",
+        "run: infra/hooks/pre-provision.sh",
+        "does not run a sh script",
+    ),
+    "postdown_hook_dropped": (
+        "hooks",
+        YAML,
+        re.compile(r"  postdown:\n(?:    .*\n)+"),
+        "",
+        "no postdown hook",
+    ),
+    "preprovision_forgets_the_event_subscriptions": (
+        "hooks",
+        PRE,
+        re.compile(r"# 3\. the event subscriptions.*\Z", flags=re.S),
+        "",
+        "DEPLOY_EVENT_SUBSCRIPTION",
+    ),
+    # issue 17.6: telemetry, keyless
+    "application_insights_takes_the_key": (
+        "telemetry",
+        MON,
+        "DisableLocalAuth: true",
+        "DisableLocalAuth: false",
+        "DisableLocalAuth",
+    ),
+    "site_telemetry_without_entra_id": (
+        "telemetry",
+        WEB,
+        setting_block("APPLICATIONINSIGHTS_AUTHENTICATION_STRING"),
+        "",
+        "does not send telemetry with Entra ID",
+    ),
+    "distro_not_installed": (
+        "telemetry",
+        REQS,
+        re.compile(r"^azure-monitor-opentelemetry==[^\n]*\n", flags=re.M),
+        "",
+        "azure-monitor-opentelemetry",
+    ),
+    "function_telemetry_not_as_its_identity": (
+        "function_identity",
+        FUNC,
+        "value: 'ClientId=${identityClientId};Authorization=AAD'",
+        "value: 'Authorization=AAD'",
+        "ClientId",
+    ),
+    # issue 17.7: small but untrue
+    "one_gunicorn_sync_worker": (
+        "web_app",
+        WEB,
+        "--workers 2 --threads 4 ",
+        "",
+        "one sync worker",
+    ),
+    "restore_env_uploaded_to_the_function_app": (
+        "uploads",
+        FUNCIGNORE,
+        "\n*_env\n",
+        "\n",
+        ".funcignore does not keep partner-token-broker_env",
+    ),
+    "local_env_file_uploaded_to_the_site": (
+        "uploads",
+        WEBAPPIGNORE,
+        "\n.env\n",
+        "\n",
+        ".webappignore does not keep .env",
+    ),
+    "skip_reason_denies_the_http_trigger": (
+        "checkov_skips",
+        FUNC,
+        re.compile(r"(#checkov:skip=CKV_AZURE_222):[^\n]*"),
+        r"\1: Event Grid delivers to the function; the app has no HTTP-triggered functions",
+        "no HTTP-triggered functions",
     ),
     # checkov skips
     "promised_check_skipped": (
@@ -656,3 +932,12 @@ def test_rule_reports_the_regression(mutation):
 
 def test_every_rule_is_proven_able_to_fail():
     assert {m[0] for m in MUTATIONS.values()} | {"function_bindings"} == set(RULES)
+
+
+def test_an_array_parameter_fed_from_the_environment_needs_an_azd_that_converts_it():
+    main = TEMPLATES.texts[MAIN].replace(
+        "param keyVaultAllowedIpRanges string = ''", "param keyVaultAllowedIpRanges array = []")
+    old_azd = TEMPLATES.texts[YAML].replace('azd: ">= 1.23.4"', 'azd: ">= 1.10.0"')
+    assert RULES["azd_version"](load({MAIN: main})) == []  # 1.23.4 converts it
+    problems = RULES["azd_version"](load({MAIN: main, YAML: old_azd}))
+    assert any("keyVaultAllowedIpRanges is given the text" in p for p in problems), problems
