@@ -186,7 +186,7 @@ def load(overrides: dict[str, str] | None = None) -> Templates:
     overrides = overrides or {}
     texts: dict[str, str] = {}
     for path in sorted(INFRA.rglob("*")):
-        if path.is_file() and path.suffix in (".bicep", ".json"):
+        if path.is_file() and path.suffix in (".bicep", ".json", ".md"):
             texts[path.relative_to(INFRA).as_posix()] = path.read_text(encoding="utf-8")
     for hook in sorted((INFRA / "hooks").glob("*.sh")):
         texts[hook.relative_to(INFRA).as_posix()] = hook.read_text(encoding="utf-8")
@@ -1093,6 +1093,37 @@ def upload_problems(t: Templates) -> list[str]:
     return problems
 
 
+def readme_problems(t: Templates) -> list[str]:
+    """infra/README.md walks what the templates do: the azd version azure.yaml requires, the
+    first deployment, the re-deployment after `azd down`, the private endpoint, the exact
+    command that gives a consumer one credential, and only settings the templates read."""
+    problems = []
+    readme = t.texts.get("README.md", "")
+    required = re.search(r"^requiredVersions:\n  azd: ['\"]?>=\s*([0-9.]+)",
+                         t.texts.get("../azure.yaml", ""), flags=re.M)
+    if required is None or f"**{required.group(1)} or later**" not in readme:
+        problems.append("the README does not state the azd version azure.yaml requires")
+    for heading in ("## First deployment", "## Tearing down, and deploying again after `azd down`",
+                    "## Private endpoint", "## Consumers"):
+        if f"\n{heading}\n" not in readme:
+            problems.append(f"the README has no section {heading!r}")
+    grant = re.search(r'az role assignment create --role "Key Vault Secrets User" \\\n'
+                      r'(?:  .*\\\n)*  --scope "\$AZURE_KEY_VAULT_ID/secrets/rt-[a-z0-9-]+"',
+                      readme)
+    if grant is None or "AZURE_KEY_VAULT_ID" not in t.main.outputs:
+        problems.append("the README does not give the command that grants a consumer one "
+                        "credential (Key Vault Secrets User on the secret rt-<id>)")
+    try:
+        parameters = json.loads(t.texts["main.parameters.json"])["parameters"]
+    except (KeyError, ValueError):
+        return [*problems, "main.parameters.json is missing or not JSON"]
+    read = set(re.findall(r"\$\{([A-Z_]+)", json.dumps(parameters)))
+    for variable in sorted(set(re.findall(r"azd env set ([A-Z_]+)", readme)) - {"NAME"}):
+        if variable not in read:
+            problems.append(f"the README sets {variable}, which main.parameters.json never reads")
+    return problems
+
+
 def function_binding_problems(t: Templates) -> list[str]:
     """What function_app.py binds to exists: its %SETTINGS%, its queues, the Event Grid target."""
     code = t.texts.get("../function_app.py")
@@ -1189,6 +1220,7 @@ RULES: dict[str, Callable[[Templates], list[str]]] = {
     "azd_version": azd_version_problems,
     "hooks": hook_problems,
     "uploads": upload_problems,
+    "readme": readme_problems,
     "private_endpoint": private_endpoint_problems,
     "sites": site_problems,
     "function_app": function_app_problems,

@@ -57,6 +57,7 @@ PRE = "hooks/preprovision.sh"
 MAIN = "main.bicep"
 PARAMS = "main.parameters.json"
 YAML = "../azure.yaml"
+README = "README.md"
 REQS = "../requirements.txt"
 FUNCIGNORE = "../.funcignore"
 WEBAPPIGNORE = "../.webappignore"
@@ -856,6 +857,35 @@ MUTATIONS = {
         re.compile(r"(#checkov:skip=CKV_AZURE_222):[^\n]*"),
         r"\1: Event Grid delivers to the function; the app has no HTTP-triggered functions",
         "no HTTP-triggered functions",
+    ),
+    # infra/README.md
+    "readme_states_another_azd_version": (
+        "readme",
+        README,
+        "**1.23.4 or later**",
+        "**1.10.0 or later**",
+        "azd version",
+    ),
+    "readme_forgets_the_redeployment": (
+        "readme",
+        README,
+        "## Tearing down, and deploying again after `azd down`\n",
+        "## Tearing down\n",
+        "deploying again after `azd down`",
+    ),
+    "readme_grants_consumers_the_whole_vault": (
+        "readme",
+        README,
+        'ServicePrincipal \\\n  --scope "$AZURE_KEY_VAULT_ID/secrets/rt-contoso"',
+        'ServicePrincipal \\\n  --scope "$AZURE_KEY_VAULT_ID"',
+        "grants a consumer one credential",
+    ),
+    "readme_sets_a_variable_nobody_reads": (
+        "readme",
+        README,
+        'azd env set KEY_VAULT_PUBLIC_NETWORK_ACCESS Disabled',
+        'azd env set KEY_VAULT_PUBLIC_ACCESS Disabled',
+        "KEY_VAULT_PUBLIC_ACCESS",
     ),
     # checkov skips
     "promised_check_skipped": (
