@@ -75,12 +75,13 @@ def rotate_due(timer: func.TimerRequest) -> None:
 @app.queue_trigger(arg_name="message", queue_name=ROTATIONS_QUEUE,
                    connection=STORAGE_CONNECTION)
 def rotate_one(message: func.QueueMessage) -> None:
-    """One credential per message. Raising (a transient failure) makes the host retry it after
-    `visibilityTimeout`, up to `maxDequeueCount` tries, then move it to `rotations-poison`."""
+    """One credential per message (a rotation, or a validation when the message says so).
+    Raising (a transient failure) makes the host retry it after `visibilityTimeout`, up to
+    `maxDequeueCount` tries, then move it to `rotations-poison`."""
     from broker import jobs
 
     log.info("rotations message %s, try %s", message.id, message.dequeue_count)
-    jobs.rotate_message(_get_broker(), message.get_body())
+    jobs.handle_message(_get_broker(), message.get_body())
 
 
 @app.queue_trigger(arg_name="message", queue_name=POISON_QUEUE, connection=STORAGE_CONNECTION)
@@ -95,12 +96,13 @@ def rotations_poison(message: func.QueueMessage) -> None:
 @app.timer_trigger(arg_name="timer", schedule="%BROKER_VALIDATE_SCHEDULE%", use_monitor=True,
                    run_on_startup=False)
 def validate_all(timer: func.TimerRequest) -> None:
-    """Daily: prove every active credential still works end to end."""
+    """Daily: one `validate` message per active credential on `rotations` (from one listing);
+    `rotate_one` validates each, so no invocation's length grows with the fleet."""
     from broker import jobs
 
     if timer.past_due:
         log.warning("validate_all is past due; running it now")
-    jobs.validate_all(_get_broker())
+    jobs.enqueue_validations(_get_broker(), _get_queues().rotations)
 
 
 @app.event_grid_trigger(arg_name="event")

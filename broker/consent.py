@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 
 from broker.credentials import Source
 from broker.errors import Conflict, ConsentFailed, CredentialNotFound, InvalidInput
+from broker.fencing import settle
 from broker.identity import ARM_SCOPE, GRAPH_SCOPE, PARTNER_CENTER_SCOPE
 from broker.logs import bound, get_logger
 
@@ -169,15 +170,20 @@ class Consent:
                    or id_claims.get("preferred_username") or claims.get("oid") or "unknown")
 
         try:
-            with self.leases.hold(credential_id, wait=self.lease_wait):
+            with self.leases.hold(credential_id, wait=self.lease_wait) as held:
                 credential = self._unchanged(credential_id, flow)
                 if invite_id:
                     self.invites.check_open(credential_id, invite_id)
+                if not held.usable():
+                    raise Conflict("The credential's lease ran out before the consent could "
+                                   "be stored.")
                 # the new version carries no `invite` tag: that is what closes the invite
-                version = self.vault.write_token(
+                written = self.vault.write_version(
                     credential, redemption.refresh_token, source=Source.CONSENT,
                     obtained_at=datetime.now(UTC), consented_by=user, mfa=True, roles=roles,
                 )
+                settle(self.vault, credential_id, written, held)
+                version = written.version
         except Conflict:
             raise Conflict(
                 "The credential stayed busy (a rotation is running); nothing was stored.",

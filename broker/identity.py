@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 import warnings
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -215,13 +217,28 @@ def is_microsoft_host(authority_host: str) -> bool:
     return (urlsplit(authority_host).hostname or "").lower() in _MICROSOFT_HOSTS
 
 
+DISCOVERY_PATHS = ("/.well-known/openid-configuration", "/common/discovery/instance")
+DISCOVERY_TTL_S = 24 * 3600  # what MSAL's own http cache keeps a discovery document for
+DISCOVERY_ENTRIES = 1024  # authorities (tenants) remembered per process
+
+
 class _RecordingHttpClient:
     """MSAL's http client seam: a pooled session with timeouts that remembers, per thread, the
-    status and Retry-After of the last response, which MSAL itself does not pass on."""
+    status and Retry-After of the last response, which MSAL itself does not pass on.
+
+    It also keeps successful discovery documents (an authority's OpenID configuration, instance
+    discovery) for the process: each MSAL application is built fresh per operation (so its
+    token cache never outlives the call and its throttle cache never replays an old 429 or 503
+    into the broker's own backoff), and without this each one would fetch its authority's
+    discovery again, one extra round trip per rotation. Only 2xx GETs of discovery paths are
+    kept; token requests always go out.
+    """
 
     def __init__(self) -> None:
         self._local = threading.local()
         self._last = threading.local()
+        self._discovery: OrderedDict[str, tuple[float, requests.Response]] = OrderedDict()
+        self._discovery_lock = threading.Lock()
 
     @property
     def session(self) -> requests.Session:
@@ -248,7 +265,22 @@ class _RecordingHttpClient:
 
     def get(self, url, **kwargs):
         kwargs.setdefault("timeout", TIMEOUT)
-        return self._remember(self.session.get(url, **kwargs))
+        key = _discovery_key(url, kwargs.get("params"))
+        if key is None:
+            return self._remember(self.session.get(url, **kwargs))
+        now = time.monotonic()
+        with self._discovery_lock:
+            cached = self._discovery.get(key)
+            if cached is not None and now - cached[0] < DISCOVERY_TTL_S:
+                self._discovery.move_to_end(key)
+                return self._remember(cached[1])
+        response = self._remember(self.session.get(url, **kwargs))
+        if 200 <= response.status_code < 300:
+            with self._discovery_lock:
+                self._discovery[key] = (now, response)
+                while len(self._discovery) > DISCOVERY_ENTRIES:
+                    self._discovery.popitem(last=False)
+        return response
 
     def post(self, url, **kwargs):
         kwargs.setdefault("timeout", TIMEOUT)
@@ -256,6 +288,13 @@ class _RecordingHttpClient:
 
     def close(self) -> None:  # MSAL may call it; the session outlives one app
         pass
+
+
+def _discovery_key(url: str, params) -> str | None:
+    path = urlsplit(url).path.lower()
+    if not any(path.endswith(p) for p in DISCOVERY_PATHS):
+        return None
+    return f"{url.lower()}?{sorted((params or {}).items())!r}"
 
 
 class Identity:
@@ -292,7 +331,8 @@ class Identity:
              ) -> msal.ConfidentialClientApplication:
         # A fresh application per operation: MSAL's in-memory token cache then never outlives
         # the call, and its response throttle cache does not replay an old 503 to our own
-        # backoff (which honours Retry-After itself).
+        # backoff (which honours Retry-After itself). Its discovery comes from our http
+        # client's per-process cache, so a fresh application costs no round trip.
         client_id, secret = self._client_credentials(credential, client_secret)
         microsoft = is_microsoft_host(self.settings.authority_host)
         return self._guard(
@@ -422,7 +462,7 @@ class Identity:
         url = (f"{self.settings.authority_host.rstrip('/')}/{key}"
                "/v2.0/.well-known/openid-configuration")
         try:
-            response = self._http.session.get(url, timeout=TIMEOUT)
+            response = self._http.get(url, timeout=TIMEOUT)
         except (requests.Timeout, requests.ConnectionError):
             raise TransientFailure("Entra ID could not be reached to look up the tenant.",
                                    hint="try again") from None

@@ -88,7 +88,7 @@ class Invites:
                 return open_invite
         invite_id = secrets.token_urlsafe(16)
         expires_at = datetime.fromtimestamp(int((now + timedelta(hours=ttl)).timestamp()), UTC)
-        self.vault.update_tags(credential_id, credential.latest.version,
+        self.vault.update_tags(credential_id, credential.latest.version, base=credential.latest,
                                **{INVITE_TAG: invite_tag(invite_id, expires_at)})
         return Invite(url=self._url(credential_id, invite_id, expires_at),
                       credential_id=credential_id, expires_at=expires_at)

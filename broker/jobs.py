@@ -34,70 +34,121 @@ EXPIRED = "Microsoft.KeyVault.SecretExpired"
 EXPIRY_EVENTS = (NEAR_EXPIRY, EXPIRED)
 
 
+SEND_CONCURRENCY = 16  # queue sends in flight at once from a timer
+
+
+def send_all(queue: RotationQueue, messages: list[tuple[str, float]]) -> int:
+    """Send (body, delay) pairs a few at a time; returns how many were sent.
+
+    Azure Storage queues have no batch send, so a timer that enqueues a fleet sends one message
+    per credential, `SEND_CONCURRENCY` in flight (about 16 x 1/RTT messages a second; 50,000
+    take about a minute, well inside one invocation). One credential per message, rather than
+    several packed into one, keeps the host's rules per credential: a failure retries only that
+    credential, a poisoned message names one credential, and the host spreads messages over
+    instances. A send that fails is logged and skipped (the next run finds the credential
+    again); the count says how many made it.
+    """
+    if not messages:
+        return 0
+
+    def one(item: tuple[str, float]) -> bool:
+        body, delay = item
+        try:
+            queue.send(body, delay_s=delay)
+        except BrokerError as exc:
+            log.warning("could not enqueue a message on %s: %s", getattr(queue, "name", "?"),
+                        exc)
+            return False
+        return True
+
+    workers = max(1, min(SEND_CONCURRENCY, len(messages)))
+    with ThreadPoolExecutor(workers, thread_name_prefix="enqueue") as pool:
+        return sum(pool.map(one, messages))
+
+
 def enqueue_due(broker, queue: RotationQueue, now: datetime | None = None) -> list:
     """Put one message per due credential on the queue, delayed as the broker planned (spread
     over the night); returns the DueItems enqueued. Re-running it only adds duplicates, which
     are no-ops.
 
-    The vault's listing does not name versions, so the version each credential has now is read
-    here (a few at a time): the message then says exactly which version it means to replace.
+    Its requests are one listing of the vault's secret properties (25 a page: their tags hold
+    `obtained_at` and `status`, enough to decide what is due) plus one send per due credential,
+    and no request per credential: the listing names no version ids, so a message says "the
+    version obtained before `enqueued_at`", which the rotation checks on the version it reads
+    anyway.
     """
     now = now or datetime.now(UTC)
     items = broker.due(now)
     if not items:
         log.info("due-scan: nothing due")
         return []
-    with ThreadPoolExecutor(max(1, min(8, len(items))), thread_name_prefix="due") as pool:
-        seen = list(pool.map(lambda item: _seen_version(broker, item), items))
-    sent = []
-    for item, version in zip(items, seen, strict=True):
-        if version is _GONE:
-            continue
-        queue.send(RotationMessage(item.credential_id, version, now).dumps(),
-                   delay_s=item.delay_s)
-        log.info("enqueued %s (%s) to rotate in %.0f s", item.credential_id, item.reason,
-                 item.delay_s)
-        sent.append(item)
-    log.info("due-scan: %d credentials enqueued on %s", len(sent), getattr(queue, "name", "?"))
+    messages = [(RotationMessage(item.credential_id, item.version, now).dumps(), item.delay_s)
+                for item in items]
+    sent = send_all(queue, messages)
+    log.info("due-scan: %d of %d due credentials enqueued on %s", sent, len(items),
+             getattr(queue, "name", "?"))
+    if sent < len(items):
+        raise TransientFailure(f"The due-scan enqueued only {sent} of {len(items)} "
+                               "credentials; run it again (duplicates are no-ops).")
+    return items
+
+
+def enqueue_validations(broker, queue: RotationQueue, now: datetime | None = None) -> int:
+    """The daily validation, fanned out: one `validate` message per active (or expiring)
+    credential from one listing, spread over the rotation window; returns how many were sent.
+
+    Client secrets near their expiry are told here, from the same listing (it carries each
+    `cs-<id>`'s expiry); the rest happens per credential in `validate_message`.
+    """
+    now = now or datetime.now(UTC)
+    warn_days = broker.settings.warn_days
+    window = broker.settings.rotate_window_hours
+    targets = [c for c in broker.list_credentials()
+               if c.status(now, warn_days) in (Status.ACTIVE, Status.EXPIRING)]
+    for credential in targets:
+        days = credential.days_until_secret_expiry(now)
+        if days is not None and days <= warn_days:
+            _notify(broker, "secret-expiring", credential.id,
+                    f"The partner app's client secret expires in {max(days, 0)} days.",
+                    f"create a new client secret and save it with "
+                    f"`broker credentials edit {credential.id}`")
+    from broker.rotation import spread_delay
+
+    messages = [(RotationMessage(c.id, None, now, job="validate").dumps(),
+                 spread_delay(c.id, window)) for c in targets]
+    sent = send_all(queue, messages)
+    log.info("validation: %d of %d credentials enqueued", sent, len(targets))
     return sent
 
 
-_GONE = object()
+def handle_message(broker, body: str | bytes):
+    """The queue trigger's one entry: rotate or validate, as the message says."""
+    message = _parse(body)
+    if message is None:
+        return None
+    if message.job == "validate":
+        return validate_message(broker, message)
+    return rotate_message(broker, message)
 
 
-def _seen_version(broker, item):
-    if item.version is not None:
-        return item.version
-    try:
-        latest = broker.get_credential(item.credential_id).latest
-    except CredentialNotFound:
-        return _GONE
-    return latest.version if latest is not None else None
-
-
-def rotate_message(broker, body: str | bytes):
+def rotate_message(broker, body):
     """Rotate the credential a message names, once. Returns the RotationResult, or None when
     there was nothing to do (not our message, credential removed, already rotated since).
 
     Raises TransientFailure when the rotation was deferred, so the queue tries again.
     """
-    message = _parse(body)
+    message = body if isinstance(body, RotationMessage) else _parse(body)
     if message is None:
         return None
+    if message.job != "rotate":
+        return validate_message(broker, message)
     with bound(credential=message.credential_id):
-        expected = message.version
         try:
-            if expected is None:
-                # the due-scan lists without version ids: what was current when the message
-                # was written is whatever was obtained before it
-                latest = broker.get_credential(message.credential_id).latest
-                if latest is not None and latest.obtained_at >= message.enqueued_at:
-                    log.info("rotate %s: skipped (a version newer than the message exists)",
-                             message.credential_id)
-                    return None
-                expected = latest.version if latest is not None else None
-            result = broker.rotate(message.credential_id, expected_version=expected,
-                                   wait=LEASE_WAIT_S)
+            # without a version id (the due-scan lists none), what was current when the
+            # message was written is whatever was obtained before it
+            result = broker.rotate(
+                message.credential_id, expected_version=message.version, wait=LEASE_WAIT_S,
+                older_than=message.enqueued_at if message.version is None else None)
         except CredentialNotFound:
             log.info("rotate %s: skipped (the credential was removed)", message.credential_id)
             return None
@@ -108,14 +159,38 @@ def rotate_message(broker, body: str | bytes):
         return result
 
 
+def validate_message(broker, message: RotationMessage):
+    """Validate the credential a `validate` message names; returns the report (None when the
+    credential was removed). Raises TransientFailure when a service was unavailable, so the
+    queue tries again later; failures a person must fix are notified."""
+    with bound(credential=message.credential_id):
+        try:
+            report = broker.validate(message.credential_id)
+        except CredentialNotFound:
+            log.info("validate %s: skipped (the credential was removed)", message.credential_id)
+            return None
+        log.info("validate %s: %s (%s)", message.credential_id,
+                 "ok" if report.ok else "failed", report.message)
+        if report.result in ("unavailable", "busy"):
+            raise TransientFailure(f"Validation of {message.credential_id}: {report.message}")
+        if not report.ok:
+            _notify_validation(broker, message.credential_id, report)
+        return report
+
+
 def poison_message(broker, body: str | bytes) -> bool:
     """A rotation message that failed every try: flag the credential `error` and notify.
 
     Returns whether the credential was flagged. A message about a version that has since been
-    replaced (a consent, a later rotation) is only logged: the credential is fine now.
+    replaced (a consent, a later rotation) is only logged: the credential is fine now. A
+    validation that failed every try is only logged: the next day's validation tries again.
     """
     message = _parse(body)
     if message is None:
+        return False
+    if message.job == "validate":
+        log.warning("poison: validation of %s failed on every try (a service unavailable); "
+                    "the next validation tries again", message.credential_id)
         return False
     with bound(credential=message.credential_id):
         try:
@@ -232,16 +307,10 @@ def validate_all(broker) -> list:
 def _notify_validation(broker, credential_id: str, report) -> None:
     """Notify a failed validation unless the broker did already (needs-consent/error) or it is
     worth only a retry tomorrow (a service unavailable, another writer busy)."""
-    try:
-        latest = broker.get_credential(credential_id).latest
-    except BrokerError:
-        return
-    check = latest.check if latest is not None else None
-    tag = check.result if check is not None else None
-    if tag == "no-mfa":
+    if report.result == "no-mfa":
         _notify(broker, "needs-consent", credential_id, report.message,
                 "an admin must consent again, signing in with multi-factor authentication")
-    elif tag == "partner-center":
+    elif report.result == "partner-center":
         _notify(broker, "error", credential_id, report.message,
                 "check that the consenting account still holds the Admin Agent role and that "
                 "the partner's Partner Center account is active")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import os
 import random
 import threading
@@ -31,8 +32,23 @@ CONTAINER = "broker-leases"
 log = get_logger(__name__)
 
 
+class Held(Protocol):
+    """What a writer may ask of the lease it holds (fencing: see `broker.fencing`)."""
+
+    def usable(self) -> bool:
+        """Still ours, confirmed recently enough to start a write that lands before it could
+        expire; False once it is known lost or its last confirmation is too old."""
+
+    def release(self) -> bool:
+        """Release it now; False if it turned out to have been lost (someone else took it, so
+        a write made while we thought we held it may have landed over theirs)."""
+
+    def confirm(self) -> bool:
+        """Renew it now; False if it was lost (the same check as `release`, keeping it)."""
+
+
 class Leases(Protocol):
-    def hold(self, credential_id: str, *, wait: float = 0.0) -> AbstractContextManager[None]:
+    def hold(self, credential_id: str, *, wait: float = 0.0) -> AbstractContextManager[Held]:
         """Hold the credential's lease for the block; Conflict if not acquired within `wait` s."""
 
 
@@ -70,15 +86,28 @@ class FileLeases:
         self.directory = Path(directory)
 
     @contextlib.contextmanager
-    def hold(self, credential_id: str, *, wait: float = 0.0) -> Iterator[None]:
+    def hold(self, credential_id: str, *, wait: float = 0.0) -> Iterator[Held]:
         self.directory.mkdir(parents=True, exist_ok=True)
         path = self.directory / f"{_checked(credential_id)}.lock"
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             acquire(lambda: _try_flock(fd), credential_id, wait, interval=0.05, max_interval=0.5)
-            yield
+            yield _FileHeld()
         finally:
             os.close(fd)  # closing the descriptor releases the lock
+
+
+class _FileHeld:
+    """A file lock never expires: a stalled holder keeps it, so it cannot be lost."""
+
+    def usable(self) -> bool:
+        return True
+
+    def release(self) -> bool:
+        return True  # the descriptor is closed when the block ends
+
+    def confirm(self) -> bool:
+        return True
 
 
 def _try_flock(fd: int) -> bool:
@@ -87,6 +116,20 @@ def _try_flock(fd: int) -> bool:
     except BlockingIOError:
         return False
     return True
+
+
+def blob_service(settings: Settings):
+    """The blob service of `AzureWebJobsStorage` (connection string or managed identity), with
+    short timeouts and few retries: a lease or a pacing claim that hangs holds up a write."""
+    from azure.storage.blob import BlobServiceClient
+
+    options = {"retry_total": 2, "connection_timeout": 10, "read_timeout": 30}
+    if settings.storage:
+        return BlobServiceClient.from_connection_string(settings.storage, **options)
+    from azure.identity import DefaultAzureCredential
+
+    url = settings.storage_blob_url or f"https://{settings.storage_account}.blob.core.windows.net"
+    return BlobServiceClient(url, credential=DefaultAzureCredential(), **options)
 
 
 class BlobLeases:
@@ -100,21 +143,10 @@ class BlobLeases:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> BlobLeases:
-        from azure.storage.blob import BlobServiceClient
-
-        options = {"retry_total": 2, "connection_timeout": 10, "read_timeout": 30}
-        if settings.storage:
-            service = BlobServiceClient.from_connection_string(settings.storage, **options)
-        else:
-            from azure.identity import DefaultAzureCredential
-
-            url = settings.storage_blob_url or \
-                f"https://{settings.storage_account}.blob.core.windows.net"
-            service = BlobServiceClient(url, credential=DefaultAzureCredential(), **options)
-        return cls(service, lease_seconds=settings.lease_seconds)
+        return cls(blob_service(settings), lease_seconds=settings.lease_seconds)
 
     @contextlib.contextmanager
-    def hold(self, credential_id: str, *, wait: float = 0.0) -> Iterator[None]:
+    def hold(self, credential_id: str, *, wait: float = 0.0) -> Iterator[Held]:
         from azure.storage.blob import BlobLeaseClient
 
         blob = self.container.get_blob_client(_checked(credential_id))
@@ -122,17 +154,12 @@ class BlobLeases:
         with _storage_errors():
             acquire(lambda: self._try_acquire(lease, blob), credential_id, wait,
                     interval=0.25)
-        renewer = _Renewer(lease, credential_id, self.lease_seconds / 3)
-        renewer.start()
+        held = _BlobHeld(lease, credential_id, self.lease_seconds)
+        held.start()
         try:
-            yield
+            yield held
         finally:
-            renewer.stop()
-            try:
-                lease.release()
-            except Exception as exc:  # the lease expires by itself; never mask the block's error
-                log.warning("lease on %s not released (%s); it expires within %ss",
-                            credential_id, type(exc).__name__, self.lease_seconds)
+            held.release()
 
     def _try_acquire(self, lease: Any, blob: Any) -> bool:
         from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
@@ -189,22 +216,72 @@ def _storage_errors() -> Iterator[None]:
         raise TransientFailure("Azure Storage could not be reached for the lease.") from exc
 
 
-class _Renewer(threading.Thread):
-    """Renews a held lease every third of its duration until stopped."""
+class _BlobHeld(threading.Thread):
+    """A held blob lease: renewed every third of its duration until released, and aware of
+    when it was last confirmed ours.
 
-    def __init__(self, lease: Any, credential_id: str, interval: float) -> None:
+    `usable` leaves a quarter of the lease as margin: a holder whose last confirmation is older
+    than that (its process was paused, storage was unreachable) does not start a write, since
+    the lease may expire before the write lands. `release` is also the fence check after a
+    write: Azure refuses to release a lease that someone else acquired since (409
+    LeaseIdMismatchWithLeaseOperation), and allows it if the lease merely ran out unclaimed, in
+    which case no other writer can have written meanwhile.
+    """
+
+    def __init__(self, lease: Any, credential_id: str, lease_seconds: float) -> None:
         super().__init__(name=f"lease-renewer-{credential_id}", daemon=True)
-        self.lease, self.credential_id, self.interval = lease, credential_id, interval
+        self.lease, self.credential_id = lease, credential_id
+        self.lease_seconds = lease_seconds
+        self.interval = lease_seconds / 3
+        self.confirmed_at = time.monotonic()
+        self.lost = False
         self._stop_event = threading.Event()
+        self._released: bool | None = None
+        self._lock = threading.Lock()
 
     def run(self) -> None:
         while not self._stop_event.wait(self.interval):
             try:
                 self.lease.renew()
+                self.confirmed_at = time.monotonic()
             except Exception as exc:
+                if getattr(exc, "status_code", None) == 409:
+                    self.lost = True
                 log.error("lease on %s could not be renewed (%s); another writer may take it",
                           self.credential_id, type(exc).__name__)
 
-    def stop(self) -> None:
-        self._stop_event.set()
-        self.join()
+    def usable(self) -> bool:
+        age = time.monotonic() - self.confirmed_at
+        return not self.lost and age < self.lease_seconds * 0.75
+
+    def confirm(self) -> bool:
+        if self.lost or self._released is not None:
+            return False
+        try:
+            self.lease.renew()
+        except Exception as exc:
+            self.lost = self.lost or getattr(exc, "status_code", None) == 409
+            log.warning("lease on %s could not be confirmed (%s)", self.credential_id,
+                        type(exc).__name__)
+            return False
+        self.confirmed_at = time.monotonic()
+        return True
+
+    def release(self) -> bool:
+        with self._lock:
+            if self._released is not None:
+                return self._released
+            self._stop_event.set()
+            if self.is_alive() and threading.current_thread() is not self:
+                self.join()
+            try:
+                self.lease.release()
+                self._released = not self.lost
+            except Exception as exc:  # the lease expires by itself; never mask the block's error
+                lost = getattr(exc, "status_code", None) == 409
+                log.log(logging.WARNING if lost else logging.INFO,
+                        "lease on %s not released (%s)%s", self.credential_id,
+                        type(exc).__name__, ": another writer took it meanwhile" if lost
+                        else f"; it expires within {self.lease_seconds:g}s")
+                self._released = False
+            return self._released

@@ -22,6 +22,7 @@ it renews while the function runs; `RECEIVE_VISIBILITY_S` mirrors it.
 from __future__ import annotations
 
 import contextlib
+import heapq
 import itertools
 import json
 import re
@@ -55,20 +56,28 @@ class InvalidMessage(BrokerError):
     hint = "Only the broker should write to the rotations queue."
 
 
+JOBS = ("rotate", "validate")
+
+
 @dataclass(frozen=True)
 class RotationMessage:
-    """Rotate `credential_id` if its latest version is still `version` (None: whatever it is)."""
+    """Rotate (or, with job="validate", validate) `credential_id` if its latest version is still
+    `version` (None: one obtained before `enqueued_at`)."""
 
     credential_id: str
     version: str | None
     enqueued_at: datetime
+    job: str = "rotate"
 
     def dumps(self) -> str:
-        return json.dumps({
+        body = {
             "credential_id": self.credential_id,
             "version": self.version,
             "enqueued_at": self.enqueued_at.astimezone(UTC).isoformat(),
-        }, separators=(",", ":"))
+        }
+        if self.job != "rotate":  # rotation messages stay as they were (older workers read them)
+            body["job"] = self.job
+        return json.dumps(body, separators=(",", ":"))
 
     @classmethod
     def loads(cls, body: str | bytes) -> RotationMessage:
@@ -76,16 +85,17 @@ class RotationMessage:
             data = json.loads(body)
             credential_id, version = data["credential_id"], data.get("version")
             enqueued_at = datetime.fromisoformat(data["enqueued_at"])
-        except (ValueError, TypeError, KeyError) as exc:
+            job = data.get("job", "rotate")
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
             raise InvalidMessage() from exc
         valid_id = isinstance(credential_id, str) and _SLUG.fullmatch(credential_id)
         valid_version = version is None or (isinstance(version, str)
                                             and _VERSION.fullmatch(version))
-        if not valid_id or not valid_version:
+        if not valid_id or not valid_version or job not in JOBS:
             raise InvalidMessage()
         if enqueued_at.tzinfo is None:
             enqueued_at = enqueued_at.replace(tzinfo=UTC)
-        return cls(credential_id, version, enqueued_at)
+        return cls(credential_id, version, enqueued_at, job)
 
 
 @dataclass(frozen=True)
@@ -147,14 +157,40 @@ class _Entry:
 
 class MemoryQueue:
     """The embedded default: Azure's queue semantics (invisibility, pop receipts, dequeue counts)
-    in one process, so the local worker retries and poisons exactly as the host would."""
+    in one process, so the local worker retries and poisons exactly as the host would.
+
+    Entries wait in a heap ordered by when they become visible, so a receive looks only at the
+    few it hands out (log n each), not at every entry: the due-scan may enqueue a whole night.
+    A heap item whose entry was deleted or made invisible again since is stale and skipped.
+    """
 
     def __init__(self, name: str, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.name = name
         self._clock = clock
         self._entries: dict[str, _Entry] = {}
+        self._heap: list[tuple[float, str]] = []
         self._order = itertools.count()
         self._cond = threading.Condition()
+
+    def _push(self, entry: _Entry) -> None:
+        heapq.heappush(self._heap, (entry.visible_at, entry.id))
+
+    def _visible(self, now: float, limit: int, *, take: bool) -> list[_Entry]:
+        """Up to `limit` visible entries, earliest first (with the lock held); `take` pops them
+        off the heap (the caller pushes them back with their new visibility)."""
+        found: list[_Entry] = []
+        skipped: list[tuple[float, str]] = []
+        while self._heap and len(found) < limit and self._heap[0][0] <= now:
+            item = heapq.heappop(self._heap)
+            entry = self._entries.get(item[1])
+            if entry is None or entry.visible_at != item[0]:
+                continue  # deleted, or re-scheduled: a newer heap item stands for it
+            found.append(entry)
+            if not take:
+                skipped.append(item)
+        for item in skipped:
+            heapq.heappush(self._heap, item)
+        return found
 
     def send(self, body: str, *, delay_s: float = 0.0) -> None:
         now = self._clock()
@@ -162,6 +198,7 @@ class MemoryQueue:
                        now + _delay(delay_s))
         with self._cond:
             self._entries[entry.id] = entry
+            self._push(entry)
             self._cond.notify_all()
 
     def receive(self, max_messages: int = 1, *,
@@ -169,12 +206,11 @@ class MemoryQueue:
         now = self._clock()
         out: list[Received] = []
         with self._cond:
-            visible = sorted((e for e in self._entries.values() if e.visible_at <= now),
-                             key=lambda e: (e.visible_at, e.id))
-            for entry in visible[:max(1, min(32, max_messages))]:
+            for entry in self._visible(now, max(1, min(32, max_messages)), take=True):
                 entry.dequeue_count += 1
                 entry.pop_receipt = uuid.uuid4().hex
                 entry.visible_at = now + visibility_s
+                self._push(entry)
                 out.append(Received(entry.id, entry.pop_receipt, entry.body,
                                     entry.dequeue_count))
         return out
@@ -194,14 +230,12 @@ class MemoryQueue:
             if entry is not None:
                 entry.visible_at = self._clock() + _delay(delay_s)
                 entry.pop_receipt = uuid.uuid4().hex
+                self._push(entry)
                 self._cond.notify_all()
 
     def peek(self, max_messages: int = 32) -> list[str]:
-        now = self._clock()
         with self._cond:
-            visible = sorted((e for e in self._entries.values() if e.visible_at <= now),
-                             key=lambda e: (e.visible_at, e.id))
-            return [e.body for e in visible[:max_messages]]
+            return [e.body for e in self._visible(self._clock(), max_messages, take=False)]
 
     def count(self) -> int:
         with self._cond:
@@ -210,15 +244,19 @@ class MemoryQueue:
     def clear(self) -> None:
         with self._cond:
             self._entries.clear()
+            self._heap.clear()
 
     def wait(self, timeout: float) -> None:
         """Sleep until a message may be visible (or `timeout`), waking early on a send."""
         with self._cond:
-            now = self._clock()
-            if any(e.visible_at <= now for e in self._entries.values()):
+            while self._heap and self._heap[0][1] not in self._entries:
+                heapq.heappop(self._heap)  # deleted entries at the top say nothing
+            if not self._heap:
+                self._cond.wait(timeout)
                 return
-            upcoming = [e.visible_at - now for e in self._entries.values()]
-            self._cond.wait(min([timeout, *upcoming]))
+            wait = self._heap[0][0] - self._clock()
+            if wait > 0:
+                self._cond.wait(min(timeout, wait))
 
 
 # -- Azure Storage ----------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from broker.credentials import (
     INVITE_TAG,
     REASON_TAG,
     VALIDATION_TAG,
+    Check,
     Credential,
     Reason,
     Source,
@@ -41,9 +42,9 @@ from broker.errors import (
     NeedsConsent,
     TransientFailure,
 )
+from broker.fencing import settle
 from broker.identity import Redemption
 from broker.logs import bound, correlation_id, get_logger
-from broker.pacing import WindowLimiter
 
 log = get_logger(__name__)
 
@@ -181,10 +182,11 @@ class Rotator:
         self._notify = notify
         self.retry = retry or RetryPolicy()
         self.sleep = sleep
-        self.limiter = WindowLimiter(settings.vault_creates_per_10s, 10.0)
-        # called with the credential id between redeem and write: a seam for tests that need
-        # to interleave another writer or crash the process exactly there
+        # called with the credential id between redeem and write (`after_redeem`), and after
+        # the lease check right before the PUT (`before_write`): seams for tests that need to
+        # interleave another writer, freeze a writer or crash the process exactly there
         self.after_redeem: Callable[[str], None] | None = None
+        self.before_write: Callable[[str], None] | None = None
 
     def due(self, now: datetime | None = None) -> list[DueItem]:
         return plan(self.vault.list_credentials(), now or datetime.now(UTC), self.settings)
@@ -192,32 +194,39 @@ class Rotator:
     # one credential
 
     def rotate(self, credential_id: str, *, expected_version: str | None = None,
-               wait: float = 0.0) -> RotationResult:
-        """Rotate one credential; CredentialNotFound for an unknown id, else a result."""
+               wait: float = 0.0, older_than: datetime | None = None) -> RotationResult:
+        """Rotate one credential; CredentialNotFound for an unknown id, else a result.
+
+        `expected_version` (or, when the caller does not know the version id, `older_than`:
+        the current version must have been obtained before it) makes a stale request a no-op.
+        """
         with ExitStack() as stack:
             stack.enter_context(bound(credential=credential_id))
             try:
-                stack.enter_context(self.leases.hold(credential_id, wait=wait))
+                held = stack.enter_context(self.leases.hold(credential_id, wait=wait))
             except Conflict:
                 return RotationResult(credential_id, "skipped", None, None,
                                       "Another writer holds the credential's lease.")
-            return self._rotate_held(credential_id, expected_version)
+            return self._rotate_held(credential_id, expected_version, older_than, held)
 
-    def _rotate_held(self, credential_id: str, expected_version: str | None) -> RotationResult:
+    def _rotate_held(self, credential_id: str, expected_version: str | None,
+                     older_than: datetime | None, held) -> RotationResult:
         try:
-            credential = self.retrying(lambda: self.vault.get_credential(credential_id))
+            current = self.retrying(lambda: self.vault.current(credential_id))
         except TransientFailure as exc:
             return RotationResult(credential_id, "deferred", None, None, str(exc))
-        latest = credential.latest
-        previous = latest.version if latest else None
-        if latest is None or latest.is_placeholder or not latest.enabled:
+        latest = current.version
+        previous = latest.version
+        if current.value is None or latest.is_placeholder or not latest.enabled:
             return RotationResult(credential_id, "needs-consent", None, previous,
                                   "Not consented yet: an admin must consent first.")
-        if expected_version is not None and latest.version != expected_version:
+        if (expected_version is not None and latest.version != expected_version) or (
+                older_than is not None and latest.obtained_at >= older_than):
             return RotationResult(credential_id, "skipped", None, previous,
                                   "A newer version exists already (a consent or rotation).")
+        credential = self.vault.credential_of(credential_id, latest, secret_expiry=False)
         try:
-            new, _ = self.renew(credential, latest, source=Source.ROTATION)
+            new, _ = self.renew(credential, current, source=Source.ROTATION, held=held)
         except Conflict as exc:
             return RotationResult(credential_id, "skipped", None, previous, str(exc))
         except (NeedsConsent, AppMisconfigured) as exc:
@@ -233,41 +242,48 @@ class Rotator:
         return RotationResult(credential_id, "rotated", new.version, previous,
                               "Rotated: the new token is stored and read back.")
 
-    def renew(self, credential: Credential, latest: TokenVersion, *, source: Source,
+    def renew(self, credential: Credential, current, *, source: Source, held,
               scopes: Sequence[str] | None = None, client_secret: str | None = None,
-              ) -> tuple[TokenVersion, Redemption]:
-        """Redeem `latest` and store the fresh token as the next version. Call with the lease.
+              release: bool = True) -> tuple[TokenVersion, Redemption]:
+        """Redeem the current token and store the fresh one as the next version; call with the
+        lease `held`. Four requests: the caller's GET of the current version, the token request,
+        the PUT and the read-back GET (see `Vault.write_version`); no listing. `client_secret`
+        tries a partner app's new secret before it is stored. The lease is released at the end
+        (the fence check); a caller with more to do under it passes `release=False`.
 
-        Conflict when another version appeared meanwhile: the fresh token is then dropped (the
-        redeemed one stays valid), never written over the newer one.
+        Conflict when the lease can no longer be trusted to outlast the write (`broker.fencing`):
+        the fresh token is dropped (the redeemed one stays valid until its own expiry).
         """
-        token, _ = self.retrying(lambda: self.vault.read_token(credential.id, latest.version))
+        latest = current.version
         redemption = self.retrying(lambda: self.identity.redeem(
-            credential, token, scopes, client_secret=client_secret))
+            credential, current.value, scopes, client_secret=client_secret))
+        # stamped at the redemption, before the lease check: what fencing orders versions by
+        obtained_at = datetime.now(UTC)
         if self.after_redeem is not None:
             self.after_redeem(credential.id)
-        current = self.retrying(lambda: self.vault.latest_version(credential.id))
-        if current.version != latest.version:
-            raise Conflict(
-                "A newer version was written while this one was being redeemed; it is kept "
-                "and the redeemed token was discarded."
-            )
         carried = {k: latest.tags[k] for k in _CARRIED_TAGS if latest.tags.get(k)}
         check = latest.check
         if check is not None:  # written in one tag from now on
             carried[VALIDATION_TAG] = check.tag()
 
-        def write() -> TokenVersion:
-            self.limiter.take()  # each try is a secret create, paced below the vault's limit
-            return self.vault.write_token(
-                credential, redemption.refresh_token, source=source,
-                obtained_at=datetime.now(UTC), consented_by=latest.consented_by,
-                mfa=latest.mfa, roles=latest.roles, extra_tags=carried,
+        def write():
+            if not held.usable():
+                raise Conflict("The credential's lease may have run out while its token was "
+                               "being redeemed; the fresh token was discarded (the stored one "
+                               "stays valid) and the next run rotates again.")
+            if self.before_write is not None:
+                self.before_write(credential.id)
+            return self.vault.write_version(
+                credential, redemption.refresh_token, source=source, obtained_at=obtained_at,
+                consented_by=latest.consented_by, mfa=latest.mfa, roles=latest.roles,
+                extra_tags=carried,
             )
 
-        new = self.retrying(write)
-        log.info("stored version %s of %s (%s)", new.version, credential.id, source.value)
-        return new, redemption
+        written = self.retrying(write)
+        settle(self.vault, credential.id, written, held, release=release)
+        log.info("stored version %s of %s (%s)", written.version.version, credential.id,
+                 source.value)
+        return written.version, redemption
 
     def retrying(self, step):
         """Run one step, retrying TransientFailure per the policy; the last failure propagates."""
@@ -287,18 +303,24 @@ class Rotator:
     # failures that need a human
 
     def record_failure(self, credential: Credential, latest: TokenVersion,
-                       exc: NeedsConsent | AppMisconfigured, *, by: str = "rotation") -> Outcome:
-        """Tag the latest version with the status and its reason, and tell someone; the stored
-        token itself is kept. A consent link goes with a needs-consent notification: the open
-        one if the operator already sent one (never replaced behind their back), else a new one.
+                       exc: NeedsConsent | AppMisconfigured, *, by: str = "rotation",
+                       validated_at: datetime | None = None) -> Outcome:
+        """Tag the latest version with the status and its reason (one PATCH, with the
+        validation's result when a validation found it), and tell someone; the stored token
+        itself is kept. A consent link goes with a needs-consent notification: the open one if
+        the operator already sent one (never replaced behind their back), else a new one.
         """
         needs_consent = isinstance(exc, NeedsConsent)
         status = Status.NEEDS_CONSENT if needs_consent else Status.ERROR
+        outcome: Outcome = "needs-consent" if needs_consent else "error"
         reason = reason_for(exc, by=by, at=datetime.now(UTC))
+        tags = status_tags(status, reason)
+        if validated_at is not None:
+            tags.update(Check(outcome, validated_at).tag_changes())
         invite_url = None
         try:
             self.retrying(lambda: self.vault.update_tags(
-                credential.id, latest.version, **status_tags(status, reason)))
+                credential.id, latest.version, base=latest, **tags))
             if needs_consent:
                 invite_url = self.invites.create(credential.id, reuse_open=True).url
         except BrokerError as failure:
@@ -308,7 +330,7 @@ class Rotator:
             status_message(credential.id, status, reason), action_text(credential.id, reason),
             invite_url,
         )
-        return "needs-consent" if needs_consent else "error"
+        return outcome
 
     def _warn_if_at_risk(self, credential: Credential, latest: TokenVersion,
                          exc: TransientFailure) -> None:

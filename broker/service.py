@@ -144,9 +144,10 @@ class Broker:
 
             settings = load_settings()
         if vault is None:
+            from broker.pacing import pacer_from_settings
             from broker.vault import Vault
 
-            vault = Vault(settings)
+            vault = Vault(settings, pacer=pacer_from_settings(settings, settings.vault_url))
         if leases is None:
             from broker.locks import leases_from_settings
 
@@ -183,7 +184,15 @@ class Broker:
         return self.vault.get_credential(credential_id)
 
     def versions(self, credential_id: str) -> list[TokenVersion]:
+        """Every version, newest first: a listing of 25 a page (exports; pages use
+        `versions_page`)."""
         return self.vault.versions(credential_id)
+
+    def versions_page(self, credential_id: str, *, page_size: int = 25,
+                      continuation: str | None = None) -> tuple[list[TokenVersion], str | None]:
+        """One page of versions and the continuation for the next: one vault request."""
+        return self.vault.versions_page(credential_id, page_size=page_size,
+                                        continuation=continuation)
 
     def status_counts(self) -> dict[str, int]:
         """Credentials per status (dates applied), every status present; no values read."""
@@ -230,7 +239,7 @@ class Broker:
         spec = spec.validated(now=now, existing=existing)
         app_changed = (spec.tenant_id != existing.tenant_id
                        or (spec.client_id or None) != (existing.client_id or None))
-        with self.leases.hold(credential_id, wait=EDIT_LEASE_WAIT):
+        with self.leases.hold(credential_id, wait=EDIT_LEASE_WAIT) as held:
             existing = self.vault.get_credential(credential_id)
             if app_changed:
                 if spec.client_id and spec.client_secret:
@@ -247,7 +256,7 @@ class Broker:
             verified: Verified = "unchanged"
             message = ""
             if spec.client_id and spec.client_secret:
-                verified, message = self._new_client_secret(existing, spec)
+                verified, message = self._new_client_secret(existing, spec, held)
             latest = self.vault.latest_version(credential_id)
             changes = {k: getattr(spec, k) for k in ("environment", "product", "marketplace")
                        if getattr(spec, k) != getattr(existing, k)}
@@ -255,18 +264,19 @@ class Broker:
                 self.vault.update_tags(credential_id, latest.version, **changes)
         return EditResult(self.vault.get_credential(credential_id), verified, message)
 
-    def _new_client_secret(self, existing: Credential, spec: CredentialSpec
+    def _new_client_secret(self, existing: Credential, spec: CredentialSpec, held
                            ) -> tuple[Verified, str]:
         """Prove a partner app's new client secret, then store it. Call with the lease."""
-        latest = existing.latest
+        current = self.vault.current(existing.id)
+        latest = current.version
         expires = _end_of_day(spec.secret_expires_on)
         if latest is None or latest.is_placeholder or not latest.enabled:
             # no token to redeem yet: the consent that follows proves the secret
             self.vault.write_client_secret(existing.id, spec.client_secret, expires)
             return "unchanged", ""
         try:
-            self.rotator.renew(existing, latest, source=Source.ROTATION,
-                               client_secret=spec.client_secret)
+            self.rotator.renew(existing, current, source=Source.ROTATION, held=held,
+                               client_secret=spec.client_secret, release=False)
         except AppMisconfigured as exc:
             reason = reason_for(exc, by="edit", at=datetime.now(UTC))
             raise InvalidInput(errors={"client_secret": (
@@ -318,7 +328,7 @@ class Broker:
 
     def _exists(self, credential_id: str) -> bool:
         try:
-            self.vault.versions(credential_id)
+            self.vault.current(credential_id)
         except CredentialNotFound:
             return False
         return True
@@ -346,8 +356,9 @@ class Broker:
 
     @_writes
     def rotate(self, credential_id: str, *, expected_version: str | None = None,
-               wait: float = 0.0) -> RotationResult:
-        return self.rotator.rotate(credential_id, expected_version=expected_version, wait=wait)
+               wait: float = 0.0, older_than: datetime | None = None) -> RotationResult:
+        return self.rotator.rotate(credential_id, expected_version=expected_version, wait=wait,
+                                   older_than=older_than)
 
     def due(self, now: datetime | None = None) -> list[DueItem]:
         return self.rotator.due(now)
@@ -371,7 +382,7 @@ class Broker:
         """Flag a credential as in error (for example a poisoned rotation message) and notify."""
         latest = self.vault.latest_version(credential_id)
         reason = Reason("rotation-failed", datetime.now(UTC), "worker")
-        self.vault.update_tags(credential_id, latest.version,
+        self.vault.update_tags(credential_id, latest.version, base=latest,
                                **status_tags(Status.ERROR, reason))
         self._notify("error", credential_id,
                      f"{status_message(credential_id, Status.ERROR, reason)} {message}",

@@ -1,10 +1,13 @@
 """Validation: prove a credential works end to end, the way its consumers will use it.
 
-Redeeming is itself a renewal (Entra hands back a new refresh token), so the fresh token is
-stored as the next version under the lease, exactly as a rotation would. Then the access token
-must carry `mfa` in `amr` (Partner Center refuses tokens without it) and Partner Center must
-answer `GET /v1/profiles/organization`. Every expected failure becomes a report with ok=False
-and a message that says what to do; nothing here raises for those.
+Validation writes no version (ARCHITECTURE.md: a new version only for a new token obtained by
+consent, rotation or import). It redeems the current token to prove it works; Entra hands back a
+new refresh token too, which is dropped: the stored one stays valid until its own expiry, and
+rotation renews it when it is due. The result goes on the current version's tags (one PATCH),
+under the lease so that it cannot race a rotation's or a status change's tag write. Then the
+access token must carry `mfa` in `amr` (Partner Center refuses tokens without it) and Partner
+Center must answer `GET /v1/profiles/organization`. Every expected failure becomes a report with
+ok=False and a message that says what to do; nothing here raises for those.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from datetime import UTC, datetime
 
 import requests
 
-from broker.credentials import Check, Reason, Source, Status
+from broker.credentials import Check, Reason, Status, TokenVersion
 from broker.errors import (
     AppMisconfigured,
     BrokerError,
@@ -42,14 +45,16 @@ class ValidationReport:
     mfa: bool
     organization: str | None
     message: str
+    result: str = ""  # the `validation` tag recorded: ok, no-mfa, partner-center, unavailable...
 
 
 class Validator:
-    def __init__(self, settings, vault, leases, rotator) -> None:
+    def __init__(self, settings, vault, leases, rotator, identity=None) -> None:
         self.settings = settings
         self.vault = vault
         self.leases = leases
         self.rotator = rotator
+        self.identity = identity or rotator.identity
         self.session = requests.Session()
         self.lease_wait = LEASE_WAIT
 
@@ -60,49 +65,56 @@ class Validator:
 
     def _validate(self, credential_id: str) -> ValidationReport:
         checked_at = datetime.now(UTC)
-        credential = self.vault.get_credential(credential_id)
-        latest = credential.latest
-
-        def report(ok: bool, message: str, tag: str, *, version=None, mfa=False,
-                   organization=None, status: Status | None = None) -> ValidationReport:
-            self._record(credential_id, version or (latest.version if latest else None),
-                         checked_at, tag, status)
-            return ValidationReport(credential_id, ok, checked_at,
-                                    version or (latest.version if latest else None), mfa,
-                                    organization, message)
-
-        if latest is None or latest.is_placeholder or not latest.enabled:
-            return ValidationReport(credential_id, False, checked_at, None, False, None,
-                                    "Not consented yet: an admin must consent first.")
         with ExitStack() as stack:
             try:
                 stack.enter_context(self.leases.hold(credential_id, wait=self.lease_wait))
             except Conflict:
                 return ValidationReport(
-                    credential_id, False, checked_at, latest.version, False, None,
-                    "Another operation is writing this credential; validate again shortly.")
-            credential = self.vault.get_credential(credential_id)
-            latest = credential.latest
-            try:
-                new, redemption = self.rotator.renew(credential, latest, source=Source.ROTATION)
-            except (NeedsConsent, AppMisconfigured) as exc:
-                outcome = self.rotator.record_failure(credential, latest, exc, by="validation")
-                return report(False, f"{exc} {exc.hint}", outcome)
-            except Conflict as exc:
-                return ValidationReport(credential_id, False, checked_at, latest.version,
-                                        False, None, str(exc))
-            except TransientFailure as exc:
-                return report(False, f"{exc} Nothing was changed.", "unavailable")
-            except BrokerError as exc:
-                return report(False, str(exc), "error")
-        version = new.version
+                    credential_id, False, checked_at, None, False, None,
+                    "Another operation is writing this credential; validate again shortly.",
+                    "busy")
+            return self._validate_held(credential_id, checked_at)
+
+    def _validate_held(self, credential_id: str, checked_at: datetime) -> ValidationReport:
+        try:
+            current = self.rotator.retrying(lambda: self.vault.current(credential_id))
+        except TransientFailure as exc:
+            return ValidationReport(credential_id, False, checked_at, None, False, None,
+                                    f"{exc} Nothing was changed.", "unavailable")
+        latest = current.version
+        credential = self.vault.credential_of(credential_id, latest, secret_expiry=False)
+
+        def report(ok: bool, message: str, tag: str, *, mfa=False, organization=None,
+                   status: Status | None = None) -> ValidationReport:
+            self._record(credential_id, latest, checked_at, tag, status)
+            return ValidationReport(credential_id, ok, checked_at, latest.version, mfa,
+                                    organization, message, tag)
+
+        if current.value is None or latest.is_placeholder or not latest.enabled:
+            return ValidationReport(credential_id, False, checked_at, None, False, None,
+                                    "Not consented yet: an admin must consent first.",
+                                    "pending-consent")
+        try:
+            # the new refresh token Entra returns is not stored: the stored one stays valid
+            # until its own expiry, and rotation renews it when due
+            redemption = self.rotator.retrying(
+                lambda: self.identity.redeem(credential, current.value))
+        except (NeedsConsent, AppMisconfigured) as exc:
+            outcome = self.rotator.record_failure(credential, latest, exc, by="validation",
+                                                  validated_at=checked_at)
+            return ValidationReport(credential_id, False, checked_at, latest.version, False,
+                                    None, f"{exc} {exc.hint}", outcome)
+        except TransientFailure as exc:
+            return report(False, f"{exc} Nothing was changed.", "unavailable")
+        except BrokerError as exc:
+            return report(False, str(exc), "error")
         mfa = "mfa" in (redemption.claims.get("amr") or [])
         if not mfa:
             return report(False, "The access token does not show multi-factor authentication: "
                                  "an admin must consent again, signing in with MFA.", "no-mfa",
-                          version=version, status=Status.NEEDS_CONSENT)
+                          status=Status.NEEDS_CONSENT)
         ok, organization, message, refused = self._partner_center(redemption.access_token)
-        return report(ok, message, "ok" if ok else "partner-center", version=version, mfa=True,
+        return report(ok, message, "ok" if ok else "partner-center", mfa=True,
                       organization=organization, status=Status.ERROR if refused else None)
 
     def _partner_center(self, access_token: str) -> tuple[bool, str | None, str, bool]:
@@ -134,16 +146,15 @@ class Validator:
         name = f" as {organization}" if organization else ""
         return True, organization, f"Valid: Partner Center answered{name}.", False
 
-    def _record(self, credential_id: str, version: str | None, checked_at: datetime,
+    def _record(self, credential_id: str, version: TokenVersion, checked_at: datetime,
                 result: str, status: Status | None = None) -> None:
-        """Tag the version checked (and, for a failure that needs a human, its status and the
-        reason); a failure to tag must not hide the report itself."""
-        if not version:
-            return
+        """Tag the version checked (one PATCH, its tags already in hand; and, for a failure
+        that needs a human, its status and the reason); a failure to tag must not hide the
+        report itself."""
         changes = Check(result, checked_at).tag_changes()
         if status is not None:
             changes.update(status_tags(status, Reason(result, checked_at, "validation")))
         try:
-            self.vault.update_tags(credential_id, version, **changes)
+            self.vault.update_tags(credential_id, version.version, base=version, **changes)
         except BrokerError as exc:
             log.warning("could not record validation of %s: %s", credential_id, exc)

@@ -14,7 +14,7 @@ import contextlib
 import hmac
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -45,6 +45,7 @@ from broker.errors import (
     TransientFailure,
 )
 from broker.logs import get_logger, redact
+from broker.pacing import Pacer, WindowLimiter
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
@@ -311,25 +312,79 @@ def purge_refusal(removed: RemovedCredential) -> InvalidInput:
 
 # -- the store -----------------------------------------------------------------------------------
 
-def secret_client(vault_url: str, credential: TokenCredential, **kwargs: Any) -> SecretClient:
+def pooled_transport(connections: int):
+    """azure-core's requests transport with a connection pool as large as the threads using it.
+
+    requests' default pool keeps 10 connections per host; with more threads than that, every
+    extra request opens (and TLS-handshakes) a connection only to throw it away afterwards.
+    Retries stay azure-core's business (the adapter's own are off, as azure-core sets them).
+    """
+    import requests
+    from azure.core.pipeline.transport import RequestsTransport
+    from urllib3.util.retry import Retry
+
+    session = requests.Session()
+    adapter = requests.adapters.HTTPAdapter(
+        pool_connections=4, pool_maxsize=max(10, connections),
+        max_retries=Retry(total=False, redirect=False, raise_on_status=False))
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    return RequestsTransport(session=session, session_owner=True)
+
+
+def secret_client(vault_url: str, credential: TokenCredential, *, connections: int = 10,
+                  **kwargs: Any) -> SecretClient:
     kwargs.setdefault("retry_total", RETRY_TOTAL)
+    if "transport" not in kwargs:
+        kwargs["transport"] = pooled_transport(connections)
     if not is_azure_vault_host(urlsplit(vault_url).hostname):
         kwargs["verify_challenge_resource"] = False
     return SecretClient(vault_url, credential, **kwargs)
 
 
+@dataclass(frozen=True)
+class Current:
+    """Key Vault's current version of `rt-<id>` (what an unversioned GET returns) and its value.
+
+    `value` is None when that version is disabled (a placeholder, or a credential whose app
+    changed): Key Vault refuses to return it, so its properties come from the version listing.
+    """
+
+    version: TokenVersion
+    value: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class Written:
+    """A version just written and read back. `current` says whether it was still Key Vault's
+    current version when read back: False means another writer wrote after it (fencing)."""
+
+    version: TokenVersion
+    current: bool
+
+
 class Vault:
-    """`rt-<id>`/`cs-<id>` reads and writes; every write is read back and compared."""
+    """`rt-<id>`/`cs-<id>` reads and writes; every write is read back and compared.
+
+    The hot path reads one version, never a listing: Key Vault's unversioned GET is its current
+    version, which is what consumers receive and so what the broker calls latest. Listings of
+    versions are for pages that show history (`versions_page`) and for rare repairs.
+    Every secret create first takes a permit from `pacer` (shared across processes when one is
+    given) and goes out without azure-core's own retries, so a retry is paced like a first try.
+    """
 
     def __init__(self, settings: Settings, *, credential: TokenCredential | None = None,
-                 **client_kwargs: Any) -> None:
+                 pacer: Pacer | None = None, **client_kwargs: Any) -> None:
         if credential is None:
             from azure.identity import DefaultAzureCredential
 
             credential = DefaultAzureCredential()
         self.settings = settings
         self.url = settings.vault_url.rstrip("/")
+        client_kwargs.setdefault("connections", getattr(settings, "rotate_concurrency", 8) + 4)
         self.client = secret_client(self.url, credential, **client_kwargs)
+        self.pacer: Pacer = pacer or WindowLimiter(
+            getattr(settings, "vault_creates_per_10s", 270), 10.0)
 
     def secret_id(self, credential_id: str, version: str | None = None) -> str:
         base = f"{self.url}/secrets/{RT_PREFIX}{credential_id}"
@@ -340,16 +395,45 @@ class Vault:
         with vault_errors():
             return credentials_from_properties(self.client.list_properties_of_secrets())
 
-    def get_credential(self, credential_id: str) -> Credential:
-        latest = self.latest_version(credential_id)
+    def get_credential(self, credential_id: str, *, secret_expiry: bool = True) -> Credential:
+        """The credential as its current version describes it (one GET); `secret_expiry`
+        adds the partner app's client secret expiry (a listing of `cs-<id>`, own app only)."""
+        return self.credential_of(credential_id, self.current(credential_id).version,
+                                  secret_expiry=secret_expiry)
+
+    def credential_of(self, credential_id: str, latest: TokenVersion, *,
+                      secret_expiry: bool = True) -> Credential:
         expires = None
-        if latest.tags.get("client_id", CPV) != CPV:
+        if secret_expiry and latest.tags.get("client_id", CPV) != CPV:
             expires = self._client_secret_expiry(credential_id)
         return Credential.from_latest(credential_id, latest, self.secret_id(credential_id),
                                       expires)
 
+    def current(self, credential_id: str) -> Current:
+        """Key Vault's current version of `rt-<id>` with its value: one GET.
+
+        A disabled current version (a placeholder) cannot be read; only then are the versions
+        listed to find its properties (the newest created, as Key Vault orders them).
+        """
+        with vault_errors(credential_id):
+            try:
+                secret = self.client.get_secret(RT_PREFIX + credential_id)
+            except az.HttpResponseError as exc:
+                if exc.status_code != 403 or not _is_disabled(exc):
+                    raise
+                secret = None
+        if secret is None:
+            return Current(self._newest_created(credential_id))
+        version = TokenVersion.from_properties(secret.properties)
+        if secret.value == PLACEHOLDER_VALUE or version.is_placeholder:
+            return Current(version)
+        redact.register(secret.value)
+        return Current(version, secret.value)
+
     def versions(self, credential_id: str) -> list[TokenVersion]:
-        """Every version of `rt-<id>`, newest first; CredentialNotFound when there is none."""
+        """Every version of `rt-<id>`, newest first; CredentialNotFound when there is none.
+
+        A listing of 25 a page: for repairs and exports, never on the hot path."""
         with vault_errors(credential_id):
             found = [TokenVersion.from_properties(p) for p in
                      self.client.list_properties_of_secret_versions(RT_PREFIX + credential_id)]
@@ -357,14 +441,33 @@ class Vault:
             raise CredentialNotFound(credential_id)
         return newest_first(found)
 
+    def versions_page(self, credential_id: str, *, page_size: int = 25,
+                      continuation: str | None = None) -> tuple[list[TokenVersion], str | None]:
+        """One page of `rt-<id>`'s versions as Key Vault pages them (its order, not ours) and
+        the continuation for the next page (None on the last): one request per page, whatever
+        the number of versions. CredentialNotFound for an unknown id."""
+        page_size = max(1, min(25, page_size))
+        with vault_errors(credential_id):
+            pages = self.client.list_properties_of_secret_versions(
+                RT_PREFIX + credential_id, max_page_size=page_size,
+            ).by_page(continuation_token=continuation)
+            try:
+                items = [TokenVersion.from_properties(p) for p in next(pages)]
+            except StopIteration:
+                items = []
+            next_token = pages.continuation_token
+        if not items and continuation is None:
+            raise CredentialNotFound(credential_id)
+        return newest_first(items), next_token
+
     def latest_version(self, credential_id: str) -> TokenVersion:
-        return self.versions(credential_id)[0]
+        return self.current(credential_id).version
 
     def create_placeholder(self, spec: CredentialSpec, *, now: datetime,
                            reason: Reason | None = None) -> TokenVersion:
         """Disabled `pending-consent` version: registers the credential, or asks for new consent."""
         with vault_errors(spec.id):
-            secret = self.client.set_secret(
+            secret = self._create(
                 RT_PREFIX + spec.id, PLACEHOLDER_VALUE, enabled=False,
                 content_type=RT_CONTENT_TYPE,
                 tags=placeholder_tags(spec, now=now, reason=reason))
@@ -376,43 +479,108 @@ class Vault:
                     roles: Sequence[str] = (), extra_tags: Mapping[str, Any] | None = None,
                     ) -> TokenVersion:
         """Store a token as the next version, then read that version back and compare."""
+        return self.write_version(credential, token, source=source, obtained_at=obtained_at,
+                                  consented_by=consented_by, mfa=mfa, roles=roles,
+                                  extra_tags=extra_tags).version
+
+    def write_version(self, credential: Credential, token: str, *, source: Source,
+                      obtained_at: datetime, consented_by: str, mfa: bool,
+                      roles: Sequence[str] = (), extra_tags: Mapping[str, Any] | None = None,
+                      ) -> Written:
+        """`write_token`, also saying whether the version written is still the current one.
+
+        The read-back is an unversioned GET: in the usual case it returns the version just
+        written (two requests in all, PUT and GET), and it also shows whether anyone wrote
+        after us, which is what the writers' fencing needs to know.
+        """
         if not token or token == PLACEHOLDER_VALUE:
             raise InvalidInput(errors={"refresh_token": "No refresh token to store."})
         redact.register(token)
         tags = token_tags(credential, source=source, obtained_at=obtained_at,
                           consented_by=consented_by, mfa=mfa, roles=roles,
                           extra_tags=extra_tags)
-        not_before, expires_on = token_dates(obtained_at, self.settings.token_lifetime_days)
-        name = RT_PREFIX + credential.id
-        with vault_errors(credential.id):
-            written = self.client.set_secret(name, token, enabled=True,
-                                             content_type=RT_CONTENT_TYPE, tags=tags,
-                                             not_before=not_before, expires_on=expires_on)
-            self._read_back(name, written.properties.version, token, credential.id)
-        log.info("token version %s written for %s (source=%s)", written.properties.version,
+        written = self._put_token(credential.id, token, tags, obtained_at)
+        log.info("token version %s written for %s (source=%s)", written.version.version,
                  credential.id, source)
-        return TokenVersion.from_properties(written.properties)
+        return written
+
+    def republish(self, credential_id: str, version: TokenVersion) -> Written:
+        """Write `version`'s token again, with its tags and dates, as the newest version.
+
+        Only the fencing uses this: it puts a newer consent back on top after a writer that
+        had lost its lease wrote over it. No token is obtained; the copy is the same token
+        with the same `obtained_at`, so what consumers receive is the consent again.
+        """
+        if version.is_placeholder:
+            with vault_errors(credential_id):
+                secret = self._create(RT_PREFIX + credential_id, PLACEHOLDER_VALUE,
+                                      enabled=False, content_type=RT_CONTENT_TYPE,
+                                      tags=dict(version.tags))
+            log.warning("placeholder of %s republished: a writer without the lease had "
+                        "written over it", credential_id)
+            return Written(TokenVersion.from_properties(secret.properties), True)
+        with vault_errors(credential_id):
+            value = self.client.get_secret(RT_PREFIX + credential_id, version.version).value
+        if not value or value == PLACEHOLDER_VALUE:
+            raise NeedsConsent(f"{credential_id} has no token in version {version.version}.")
+        redact.register(value)
+        written = self._put_token(credential_id, value, dict(version.tags),
+                                  version.obtained_at)
+        log.warning("version %s of %s republished as %s: a writer without the lease had "
+                    "written over it", version.version, credential_id, written.version.version)
+        return written
+
+    def _put_token(self, credential_id: str, token: str, tags: dict[str, str],
+                   obtained_at: datetime) -> Written:
+        not_before, expires_on = token_dates(obtained_at, self.settings.token_lifetime_days)
+        name = RT_PREFIX + credential_id
+        with vault_errors(credential_id):
+            created = self._create(name, token, enabled=True, content_type=RT_CONTENT_TYPE,
+                                   tags=tags, not_before=not_before, expires_on=expires_on)
+            version = created.properties.version
+            latest = self.client.get_secret(name)
+            current = latest.properties.version == version
+            stored = latest.value if current else self.client.get_secret(name, version).value
+        _compare(stored, token, name, version)
+        return Written(TokenVersion.from_properties(created.properties), current)
+
+    def _create(self, name: str, value: str, **kwargs: Any):
+        """One secret create, paced: a permit first, no azure-core retry (a 429 or 5xx goes
+        back to the caller's retry, which takes a new permit), and a 429 slows the pacer."""
+        self.pacer.take()
+        try:
+            return self.client.set_secret(name, value, retry_total=0, **kwargs)
+        except az.HttpResponseError as exc:
+            if exc.status_code == 429:
+                self.pacer.throttled(_retry_after(exc))
+            raise
 
     def read_token(self, credential_id: str, version: str | None = None,
                    ) -> tuple[str, TokenVersion]:
-        """A token and its version (the newest by `obtained_at` when no version is given)."""
+        """A token and its version (Key Vault's current one when no version is given)."""
         if version is None:
-            latest = self.latest_version(credential_id)
-            if latest.is_placeholder or not latest.enabled:
+            current = self.current(credential_id)
+            if current.value is None or not current.version.enabled:
                 raise NeedsConsent(f"{credential_id} has no consented token yet.")
-            version = latest.version
+            return current.value, current.version
         with vault_errors(credential_id):
             secret = self.client.get_secret(RT_PREFIX + credential_id, version)
-        current = TokenVersion.from_properties(secret.properties)
-        if secret.value == PLACEHOLDER_VALUE or current.is_placeholder:
+        found = TokenVersion.from_properties(secret.properties)
+        if secret.value == PLACEHOLDER_VALUE or found.is_placeholder:
             raise NeedsConsent(f"{credential_id} has no consented token yet.")
         redact.register(secret.value)
-        return secret.value, current
+        return secret.value, found
 
-    def update_tags(self, credential_id: str, version: str, **tags: Any) -> TokenVersion:
-        """Merge tags into one version (a None value deletes that tag)."""
-        current = self._version(credential_id, version)
-        merged = _checked(merge_tags(current.tags, tags))
+    def update_tags(self, credential_id: str, version: str, *, base: TokenVersion | None = None,
+                    **tags: Any) -> TokenVersion:
+        """Merge tags into one version (a None value deletes that tag).
+
+        Key Vault replaces a version's tags as a whole, so the current ones are needed: pass
+        `base` when the caller just read that version (no extra request), else they are read.
+        """
+        if base is None or base.version != version:
+            base = self._version(credential_id, version)
+        merged = _checked(merge_tags(base.tags, tags))
         with vault_errors(credential_id):
             props = self.client.update_secret_properties(RT_PREFIX + credential_id, version,
                                                          tags=merged)
@@ -431,11 +599,12 @@ class Vault:
         redact.register(secret)
         name = CS_PREFIX + credential_id
         with vault_errors(credential_id):
-            written = self.client.set_secret(
+            written = self._create(
                 name, secret, content_type=CS_CONTENT_TYPE, expires_on=_aware(expires_on),
                 tags={"credential": credential_id,
                       "written_at": format_instant(datetime.now(UTC))})
-            self._read_back(name, written.properties.version, secret, credential_id)
+            version = written.properties.version
+            _compare(self.client.get_secret(name, version).value, secret, name, version)
 
     def read_client_secret(self, credential_id: str) -> str:
         with vault_errors(credential_id):
@@ -506,11 +675,29 @@ class Vault:
         log.info("credential %s purged", credential_id)
 
     def _version(self, credential_id: str, version: str) -> TokenVersion:
-        # listing is the only value-free read of one version's tags (and works when disabled)
+        """One version's properties: a GET of that version (enabled), else from the listing
+        (Key Vault refuses to return a disabled version, and a listing has no values)."""
+        with vault_errors(credential_id):
+            try:
+                secret = self.client.get_secret(RT_PREFIX + credential_id, version)
+            except az.HttpResponseError as exc:
+                if exc.status_code != 403 or not _is_disabled(exc):
+                    raise
+            else:
+                if secret.value and secret.value != PLACEHOLDER_VALUE:
+                    redact.register(secret.value)
+                return TokenVersion.from_properties(secret.properties)
         for found in self.versions(credential_id):
             if found.version == version:
                 return found
         raise CredentialNotFound(credential_id, f"{credential_id} has no version {version}.")
+
+    def _newest_created(self, credential_id: str) -> TokenVersion:
+        """The version Key Vault made current last, from the listing (its `created` has whole
+        seconds only, so `obtained_at` breaks ties between versions of the same second)."""
+        found = self.versions(credential_id)
+        floor = datetime.min.replace(tzinfo=UTC)
+        return max(found, key=lambda v: (v.created_on or floor, v.obtained_at))
 
     def _client_secret_expiry(self, credential_id: str) -> datetime | None:
         with vault_errors(credential_id):
@@ -526,11 +713,22 @@ class Vault:
                      default=None)
         return None if newest is None else newest.expires_on
 
-    def _read_back(self, name: str, version: str, value: str, credential_id: str) -> None:
-        stored = self.client.get_secret(name, version).value or ""
-        if not hmac.compare_digest(stored.encode(), value.encode()):
-            raise BrokerError(
-                f"The value read back from {name}/{version} differs from the one written.",
-                hint="Do not rely on this version; check the vault for other writers and run "
-                     "the operation again.",
-            )
+
+def _is_disabled(exc: az.HttpResponseError) -> bool:
+    inner = (getattr(exc.error, "innererror", None) or {}).get("code", "")
+    return inner == "SecretDisabled" or "disabled" in (_summary(exc) or "").lower()
+
+
+def _retry_after(exc: az.HttpResponseError) -> float | None:
+    with contextlib.suppress(AttributeError, TypeError, ValueError):
+        return float(exc.response.headers.get("Retry-After"))
+    return None
+
+
+def _compare(stored: str | None, value: str, name: str, version: str) -> None:
+    if not hmac.compare_digest((stored or "").encode(), value.encode()):
+        raise BrokerError(
+            f"The value read back from {name}/{version} differs from the one written.",
+            hint="Do not rely on this version; check the vault for other writers and run "
+                 "the operation again.",
+        )

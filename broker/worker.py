@@ -149,7 +149,8 @@ def run_worker(settings, *, stop_event: threading.Event | None = None, broker=No
     timers = [
         _Timer("rotate_due", rotate_schedule,
                lambda: jobs.enqueue_due(broker, queues.rotations), timers_dir / "rotate_due.json"),
-        _Timer("validate_all", validate_schedule, lambda: jobs.validate_all(broker),
+        _Timer("validate_all", validate_schedule,
+               lambda: jobs.enqueue_validations(broker, queues.rotations),
                timers_dir / "validate_all.json"),
     ]
     consumers = [
@@ -187,7 +188,7 @@ def run_worker(settings, *, stop_event: threading.Event | None = None, broker=No
 
 
 def _rotate(broker) -> Callable[[Received], object]:
-    return lambda message: jobs.rotate_message(broker, message.body)
+    return lambda message: jobs.handle_message(broker, message.body)
 
 
 def _poison(broker) -> Callable[[Received], object]:

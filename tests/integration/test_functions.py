@@ -281,8 +281,10 @@ def test_rotate_due_enqueues_exactly_the_due_credentials_with_ids_and_versions_o
     messages = host.enqueued()
     assert {m.credential_id for m in messages} == due
     assert not {m.credential_id for m in messages} & (fresh | {pending})
-    for message in messages:  # the version each was seen at
-        assert message.version == broker.get_credential(message.credential_id).latest.version
+    for message in messages:  # no request per credential: "the version obtained before this"
+        assert message.version is None
+        latest = broker.get_credential(message.credential_id).latest
+        assert latest.obtained_at < message.enqueued_at
     raw = [json.loads(m.dumps()) for m in messages]
     assert all(set(r) == {"credential_id", "version", "enqueued_at"} for r in raw)
     for secret in redact.registered():  # no token went onto the queue
@@ -436,13 +438,20 @@ def test_near_expiry_event_that_cannot_rotate_tells_a_human(
     assert webhook.of("token-expiring", credential_id)
 
 
-def test_validate_all_validates_every_active_credential(host, broker, consented):
+def test_validate_all_fans_out_and_validates_every_active_credential(host, broker, consented):
     active = [add_consented(broker, consented, FRESH_AGE_DAYS) for _ in range(2)]
     pending = new_id()
     broker.add_credential(CredentialSpec(id=pending, environment="test", product="csp",
                                          marketplace="US", tenant_id=seed.PARTNER_TENANT_ID))
+    versions = {cid: broker.get_credential(cid).latest.version for cid in active}
     host.timer("validate_all")
+    messages = host.enqueued()  # the timer only enqueues: one message per active credential
+    assert {m.credential_id for m in messages if m.job == "validate"} >= set(active)
+    assert pending not in {m.credential_id for m in messages}
+    host.drain(threads=2)
     for credential_id in active:
+        # validated on the version it had: validation writes no version
+        assert broker.get_credential(credential_id).latest.version == versions[credential_id]
         credential = broker.get_credential(credential_id)
         assert credential.last_validation == "ok" and credential.last_validated_at is not None
     assert broker.get_credential(pending).last_validated_at is None

@@ -217,28 +217,6 @@ def test_a_rotator_killed_between_redeem_and_write_loses_nothing(devstack, tmp_p
     assert broker.rotate(credential.id).outcome == "rotated"
 
 
-def test_a_version_written_meanwhile_is_never_overwritten(broker):
-    credential = consented_credential(broker)
-    token, _ = broker.vault.read_token(credential.id)
-    newer = {}
-
-    def another_writer(_):
-        # a writer outside our lease (for example one whose lease expired) gets in first
-        fresh = broker.identity.redeem(credential, token).refresh_token
-        newer["version"] = broker.vault.write_token(
-            credential, fresh, source=Source.IMPORT, obtained_at=datetime.now(UTC),
-            consented_by="someone@contoso.example", mfa=True).version
-
-    broker.rotator.after_redeem = another_writer
-    result = broker.rotate(credential.id)
-
-    assert result.outcome == "skipped"
-    assert "newer version" in result.message
-    latest = broker.vault.latest_version(credential.id)
-    assert latest.version == newer["version"] and latest.source is Source.IMPORT
-    assert len(token_versions(broker, credential.id)) == 2
-
-
 def test_a_consent_arriving_during_a_rotation_wins(broker):
     credential = consented_credential(broker)
     start = broker.begin_consent(credential.id, REDIRECT_URI)

@@ -25,7 +25,7 @@ def broker(devstack, tmp_path):
     return make_broker(devstack, tmp_path)
 
 
-def test_a_working_credential_validates_and_is_renewed(broker):
+def test_a_working_credential_validates_and_writes_no_version(broker):
     credential = consented_credential(broker)
     before = datetime.now(UTC)
 
@@ -33,9 +33,12 @@ def test_a_working_credential_validates_and_is_renewed(broker):
 
     assert report.ok and report.mfa
     assert report.organization == seed.PARTNER_TENANT_NAME
-    assert report.version != credential.latest.version  # redeeming renewed it; stored
+    # the result is on the current version's tags; the token Entra returned was not stored
+    assert report.version == credential.latest.version
+    assert [v.version for v in broker.versions(credential.id) if not v.is_placeholder] == \
+        [credential.latest.version]
     latest = broker.vault.latest_version(credential.id)
-    assert latest.version == report.version and latest.source is Source.ROTATION
+    assert latest.version == report.version and latest.source is Source.CONSENT
     assert latest.tags["validation"] == "ok"
     validated = broker.get_credential(credential.id)
     assert validated.last_validation == "ok"
@@ -85,14 +88,14 @@ def check_a_token_without_mfa(broker):
     assert broker.notifier.kinds(credential.id) == ["needs-consent"]
 
 
-def test_partner_center_out_of_reach_fails_without_losing_the_renewal(devstack, tmp_path):
+def test_partner_center_out_of_reach_fails_and_changes_only_the_tags(devstack, tmp_path):
     broker = make_broker(devstack, tmp_path, partner_center_url="https://127.0.0.1:9")
     credential = consented_credential(broker)
     report = broker.validate(credential.id)
     assert not report.ok and "could not be reached" in report.message
     assert report.mfa
     latest = broker.vault.latest_version(credential.id)
-    assert latest.version == report.version != credential.latest.version
+    assert latest.version == report.version == credential.latest.version
     assert latest.tags["validation"] == "partner-center"
     assert broker.get_credential(credential.id).stored_status is Status.ACTIVE
 
