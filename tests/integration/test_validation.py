@@ -1,4 +1,4 @@
-"""Validation end to end: redeem (and store the renewal), MFA in the access token, Partner Center
+"""Validation end to end: redeem (storing no version), MFA in the access token, Partner Center
 answering; every expected failure is a report, never an exception."""
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def test_a_working_credential_validates_and_writes_no_version(broker):
         [credential.latest.version]
     latest = broker.vault.latest_version(credential.id)
     assert latest.version == report.version and latest.source is Source.CONSENT
-    assert latest.tags["validation"] == "ok"
+    assert latest.check.result == "ok"
     validated = broker.get_credential(credential.id)
     assert validated.last_validation == "ok"
     assert before - timedelta(seconds=1) <= validated.last_validated_at <= datetime.now(UTC)
@@ -96,7 +96,7 @@ def test_partner_center_out_of_reach_fails_and_changes_only_the_tags(devstack, t
     assert report.mfa
     latest = broker.vault.latest_version(credential.id)
     assert latest.version == report.version == credential.latest.version
-    assert latest.tags["validation"] == "partner-center"
+    assert latest.check.result == "partner-center"
     assert broker.get_credential(credential.id).stored_status is Status.ACTIVE
 
 
