@@ -285,3 +285,18 @@ class _BlobHeld(threading.Thread):
                         else f"; it expires within {self.lease_seconds:g}s")
                 self._released = False
             return self._released
+
+
+def pacer_from_settings(settings: Settings, vault_url: str):
+    """The vault's create pacing: shared through the storage account the leases use when one is
+    configured (Functions, several workers), else one process's own window (`broker.pacing`)."""
+    from broker.pacing import PACING_BLOB_PREFIX, SharedWindowLimiter, WindowLimiter
+
+    limit = settings.vault_creates_per_10s
+    if not settings.uses_blob_leases:
+        return WindowLimiter(limit, 10.0)
+    from urllib.parse import urlsplit
+
+    host = (urlsplit(vault_url).netloc or "vault").replace(":", "-").lower()
+    container = blob_service(settings).get_container_client(CONTAINER)
+    return SharedWindowLimiter(container, f"{PACING_BLOB_PREFIX}{host}.json", limit, 10.0)

@@ -233,18 +233,3 @@ def _storage(call: Callable[[], Any]) -> Any:
     except (az.ServiceRequestError, az.ServiceResponseError) as exc:
         raise TransientFailure("Azure Storage could not be reached for the vault's pacing.") \
             from exc
-
-
-def pacer_from_settings(settings, vault_url: str) -> Pacer:
-    """Shared pacing in the storage account when one is configured (Functions, several
-    workers), else one process's own window."""
-    limit = settings.vault_creates_per_10s
-    if not getattr(settings, "uses_blob_leases", False):
-        return WindowLimiter(limit, 10.0)
-    from urllib.parse import urlsplit
-
-    from broker.locks import CONTAINER, blob_service
-
-    host = (urlsplit(vault_url).netloc or "vault").replace(":", "-").lower()
-    container = blob_service(settings).get_container_client(CONTAINER)
-    return SharedWindowLimiter(container, f"{PACING_BLOB_PREFIX}{host}.json", limit, 10.0)

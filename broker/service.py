@@ -144,7 +144,7 @@ class Broker:
 
             settings = load_settings()
         if vault is None:
-            from broker.pacing import pacer_from_settings
+            from broker.locks import pacer_from_settings
             from broker.vault import Vault
 
             vault = Vault(settings, pacer=pacer_from_settings(settings, settings.vault_url))
