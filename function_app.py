@@ -107,19 +107,20 @@ def validate_all(timer: func.TimerRequest) -> None:
 
 @app.event_grid_trigger(arg_name="event")
 def secret_near_expiry(event: func.EventGridEvent) -> None:
-    """Key Vault's SecretNearExpiry / SecretExpired for `rt-*`: rotate now, or tell a human."""
-    from broker import jobs
+    """Key Vault's SecretNearExpiry / SecretExpired from either vault: rotate a refresh token
+    now, or tell a human what to renew (a partner app's secret, the CPV or operator secret)."""
+    from broker import expiry
 
     try:
         data = event.get_json()
     except ValueError:
         data = None
-    if event.event_type not in jobs.EXPIRY_EVENTS or not isinstance(data, dict) \
-            or not str(data.get("ObjectName", "")).startswith("rt-"):
-        log.info("event %s (%s) is not about a refresh token's expiry; ignored", event.id,
+    if event.event_type not in expiry.EXPIRY_EVENTS or not isinstance(data, dict) \
+            or not expiry.watched(data.get("ObjectName")):
+        log.info("event %s (%s) is not about a secret the broker watches; ignored", event.id,
                  event.event_type)
         return
-    jobs.near_expiry_event(_get_broker(), data, event_type=event.event_type)
+    expiry.handle(_get_broker(), data, event_type=event.event_type)
 
 
 @app.route(route="health", methods=[func.HttpMethod.GET], auth_level=func.AuthLevel.FUNCTION)

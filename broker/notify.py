@@ -26,11 +26,13 @@ from broker.logs import get_logger, redact
 TIMEOUT = 10.0  # seconds, per connection attempt; a slow endpoint must not hold up a rotation
 
 Kind = Literal["needs-consent", "error", "token-expiring", "secret-expiring", "rotation-failed",
-               "consent-invite"]
-# "consent-invite" is what `broker invite --email` sends to the admin who is asked to consent
+               "consent-invite", "broker-secret-expiring"]
+# "consent-invite" is what `broker invite --email` sends to the admin who is asked to consent;
+# "broker-secret-expiring" is about one of the broker's own secrets (the CPV or operator app's
+# client secret, the signing key): its `credential_id` is that secret's name in the config vault
 KINDS: tuple[str, ...] = (
     "needs-consent", "error", "token-expiring", "secret-expiring", "rotation-failed",
-    "consent-invite",
+    "consent-invite", "broker-secret-expiring",
 )
 _TITLES = {
     "needs-consent": "Consent needed for credential {id}",
@@ -39,6 +41,7 @@ _TITLES = {
     "secret-expiring": "Client secret of credential {id} expires soon",
     "rotation-failed": "Rotation failed for credential {id}",
     "consent-invite": "Consent requested for credential {id}",
+    "broker-secret-expiring": "The broker's own secret {id} expires",
 }
 
 log = get_logger(__name__)

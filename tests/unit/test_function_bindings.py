@@ -180,22 +180,24 @@ def test_health_without_settings_answers_503_naming_the_setting_without_a_traceb
 
 @pytest.mark.parametrize(("event_type", "name"), [
     ("Microsoft.KeyVault.SecretNewVersionCreated", "rt-contoso"),
-    ("Microsoft.KeyVault.SecretNearExpiry", "cs-contoso"),
-    ("Microsoft.KeyVault.SecretExpired", "cpv-client-secret"),
     ("Microsoft.KeyVault.CertificateNearExpiry", "rt-contoso"),
+    ("Microsoft.KeyVault.SecretNearExpiry", "notify-webhook-url"),
 ])
-def test_events_that_are_not_a_refresh_token_expiring_are_ignored_without_the_broker(
+def test_events_about_nothing_the_broker_watches_are_ignored_without_the_broker(
         functions, no_settings, event_type, name):
     assert functions["secret_near_expiry"].get_user_function()(event(event_type, name)) is None
     assert function_app._broker is None
 
 
-def test_a_refresh_token_event_needs_the_broker(functions, no_settings):
+# a refresh token, a partner app's client secret, the broker's own CPV and operator secrets
+@pytest.mark.parametrize("name", ["rt-contoso", "cs-contoso", "cpv-client-secret",
+                                  "operator-client-secret"])
+def test_an_expiry_event_about_a_watched_secret_needs_the_broker(functions, no_settings, name):
     from broker.errors import SettingsError
 
     with pytest.raises(SettingsError, match="BROKER_VAULT_URL"):
         functions["secret_near_expiry"].get_user_function()(
-            event("Microsoft.KeyVault.SecretNearExpiry", "rt-contoso"))
+            event("Microsoft.KeyVault.SecretNearExpiry", name))
 
 
 def test_a_queue_message_is_refused_loudly_when_the_broker_cannot_start(functions, no_settings):

@@ -41,6 +41,7 @@ def test_event_fields_are_stable_for_machines():
     ("secret-expiring", "Client secret of credential c1 expires soon"),
     ("rotation-failed", "Rotation failed for credential c1"),
     ("consent-invite", "Consent requested for credential c1"),
+    ("broker-secret-expiring", "The broker's own secret c1 expires"),
 ])
 def test_every_kind_has_a_title(kind, title):
     assert event(kind=kind, credential_id="c1").title == title
