@@ -298,7 +298,7 @@ class Reason:
         command = self.explanation.command or ""
         for needle, remedy in (("broker invite", "consent"), ("credentials edit", "edit"),
                                ("broker rotate", "rotate"), ("broker validate", "validate")):
-            if command.startswith(needle):
+            if needle in command:
                 return remedy
         return ""
 

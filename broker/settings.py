@@ -59,6 +59,7 @@ class Settings:
     operator_client_secret: str | None = field(default=None, repr=False)
     operator_group_id: str | None = None
     operator_role: str | None = None
+    display_name: str = "Partner Token Broker"  # who partner admins are told asks for consent
 
     @property
     def uses_blob_leases(self) -> bool:
@@ -120,6 +121,15 @@ class _Loader:
                 "Check that the secret exists and that the app's managed identity may read "
                 "it (Key Vault Secrets User or Officer), then restart the app."))
         return value or default
+
+    def display_name(self) -> str:
+        """BROKER_DISPLAY_NAME: the vendor's or operator's name partner admins see."""
+        name = "BROKER_DISPLAY_NAME"
+        value = self.text(name, "Partner Token Broker")
+        if len(value) > 80 or not value.isprintable():
+            raise SettingsError(name, f"{name} must be a name of at most 80 printable "
+                                      "characters, such as Fabrikam Cloud")
+        return value
 
     def required(self, name: str) -> str:
         value = self.text(name)
@@ -238,6 +248,7 @@ class _Loader:
             operator_client_id=self.text("BROKER_OPERATOR_CLIENT_ID"),
             operator_client_secret=self.text("BROKER_OPERATOR_CLIENT_SECRET"),
             operator_group_id=self.text("BROKER_OPERATOR_GROUP_ID"),
+            display_name=self.display_name(),
             operator_role=self.text("BROKER_OPERATOR_ROLE"),
         )
 

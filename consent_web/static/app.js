@@ -47,3 +47,15 @@
   var summary = document.getElementById("error-summary");
   if (summary) { summary.focus(); }
 })();
+
+// The error summary's links move focus to their field (a fragment link alone only scrolls).
+document.addEventListener("click", function (event) {
+  "use strict";
+  var link = event.target.closest(".error-summary a[href^='#']");
+  if (!link) { return; }
+  var field = document.getElementById(link.getAttribute("href").slice(1));
+  if (!field) { return; }
+  event.preventDefault();
+  field.focus();
+  field.scrollIntoView({block: "center"});
+});

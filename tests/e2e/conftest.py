@@ -8,6 +8,7 @@ instructions, never a skip: these tests must run in CI.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import re
@@ -79,21 +80,22 @@ def _read_output(site: ConsentSite) -> None:
                 site.links.put(match.group(1))
 
 
-@pytest.fixture(scope="session")
-def consent_site(devstack, tmp_path_factory) -> Iterator[ConsentSite]:
-    """`python -m consent_web --port <free>` with BROKER_PUBLIC_URL pointing at it."""
+@contextlib.contextmanager
+def running_site(stack_env: dict[str, str], workdir: Path, log_name: str = "consent-site",
+                 **extra_env: str) -> Iterator[ConsentSite]:
+    """`python -m consent_web --port <free>` on a devstack, BROKER_PUBLIC_URL pointing at it."""
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
-    workdir = tmp_path_factory.mktemp("consent-site")  # no stray .env is read from here
     ARTIFACTS.mkdir(exist_ok=True)
     env = {
-        **os.environ, **devstack.env,
+        **os.environ, **stack_env,
         "BROKER_PUBLIC_URL": url,
         "BROKER_OPERATOR_AUTH": "local",
         "BROKER_STATE_DIR": str(workdir / "state"),
         "PYTHONUNBUFFERED": "1",
         # run from a clean directory (no stray .env) but import this checkout
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+        **extra_env,
     }
     env.pop("BROKER_SECRET_KEY", None)  # local dev: generated once into the state dir
     process = subprocess.Popen(
@@ -101,7 +103,7 @@ def consent_site(devstack, tmp_path_factory) -> Iterator[ConsentSite]:
         cwd=workdir, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, text=True, bufsize=1,
     )
-    site = ConsentSite(url, process, ARTIFACTS / "consent-site.log")
+    site = ConsentSite(url, process, ARTIFACTS / f"{log_name}.log")
     site.log_path.write_text("")
     reader = threading.Thread(target=_read_output, args=(site,), daemon=True)
     reader.start()
@@ -117,6 +119,14 @@ def consent_site(devstack, tmp_path_factory) -> Iterator[ConsentSite]:
             process.wait()
         reader.join(5)
         process.stdout.close()
+
+
+@pytest.fixture(scope="session")
+def consent_site(devstack, tmp_path_factory) -> Iterator[ConsentSite]:
+    """The site on the session devstack."""
+    workdir = tmp_path_factory.mktemp("consent-site")  # no stray .env is read from here
+    with running_site(devstack.env, workdir) as site:
+        yield site
 
 
 def _wait_until_serving(site: ConsentSite) -> None:
@@ -164,10 +174,10 @@ def browser() -> Iterator[Browser]:
         browser.close()
 
 
-def new_context(browser: Browser) -> BrowserContext:
+def new_context(browser: Browser, **options) -> BrowserContext:
     # the emulated authority's certificate comes from devstack's own CA
     context = browser.new_context(viewport={"width": 1280, "height": 860},
-                                  ignore_https_errors=True)
+                                  ignore_https_errors=True, **options)
     context.set_default_timeout(PAGE_TIMEOUT_MS)
     return context
 
@@ -195,6 +205,11 @@ def operator(context, consent_site) -> Page:
     page.goto(link)
     assert page.url == consent_site.url + "/", page.url
     return page
+
+
+def sign_in_operator(page: Page, site: ConsentSite) -> None:
+    page.goto(_fresh_link(page, site))
+    assert page.url == site.url + "/", page.url
 
 
 def _fresh_link(page: Page, site: ConsentSite) -> str:

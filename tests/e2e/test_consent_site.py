@@ -62,12 +62,18 @@ def test_operator_adds_a_credential_and_an_admin_consents_until_it_is_active(
     credential_id = unique_id("e2e")
     add_credential(operator, consent_site.url, credential_id, shot="add-credentials")
     assert operator.url.startswith(vault_reader.settings.authority_host)
+    assert "prompt=select_account" in operator.url
     sign_in(operator, consent_site.url, seed.PARTNER_ADMIN_UPN, screenshots=True)
 
     expect(operator.locator("h1")).to_have_text("Consent granted")
     latest = vault_reader.versions(credential_id)[0]
     expect(operator.locator(".result-card__statement")).to_have_text(
-        f"Consent granted; refresh token stored as version {latest.version} of {credential_id}.")
+        f"Consent granted; the refresh token of {credential_id} is stored in Key Vault and "
+        f"{credential_id} is active.")
+    # consumers are handed the URL of the newest token, not of this version
+    expect(operator.locator(".secret-id code")).to_have_text(
+        vault_reader.get_credential(credential_id).secret_id)
+    assert latest.version not in operator.content()
     screenshot(operator, "consent-granted")
 
     operator.get_by_role("link", name=f"Open {credential_id}").click()

@@ -57,6 +57,8 @@ def test_missing_vault_url_names_the_setting(env):
     ("BROKER_CPV_CLIENT_ID", "8a4f0c21-3b5d-4e7f-9a1c-2d3e4f5a6b7c",
      "BROKER_CPV_CLIENT_SECRET is not set"),
     ("BROKER_SECRET_KEY", "short", "at least 32 characters"),
+    ("BROKER_DISPLAY_NAME", "x" * 81, "at most 80 printable characters"),
+    ("BROKER_DISPLAY_NAME", "Fabrikam\x07", "at most 80 printable characters"),
 ])
 def test_invalid_setting_is_named_with_what_is_wrong(env, name, value, message):
     env[name] = value
