@@ -33,6 +33,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="enforce Key Vault's service limits (429 with Retry-After)")
     up.add_argument("--latency", type=_latency, default=None, metavar="MS|vault=MS,entra=MS",
                     help="added network delay; a bare number applies to the vault")
+    up.add_argument("--realistic", action="store_true",
+                    help="Key Vault's real timing: deletes take seconds, pages come back short")
+    up.add_argument("--purge-protection", action="store_true",
+                    help="vaults refuse purges, as the infra deploys them")
     up.add_argument("--foreground", action="store_true", help="run in this process until Ctrl-C")
     for name in ("down", "status"):
         cmd = sub.add_parser(name, help=f"{name} devstack")
@@ -68,7 +72,9 @@ def _latency(text: str) -> dict[str, float]:
 
 
 def _foreground(args) -> int:
-    stack = Devstack(Options(args.state_dir, args.port_base, args.vault_throttle, args.latency))
+    stack = Devstack(Options(args.state_dir, args.port_base, args.vault_throttle, args.latency,
+                             realistic=args.realistic,
+                             purge_protection=args.purge_protection))
     try:
         env = stack.start()
     except OSError as exc:

@@ -1,4 +1,5 @@
-"""Control endpoints under `DEVSTACK_ADMIN_URL`: revoke, clock, faults, reset, and a state view."""
+"""Control endpoints under `DEVSTACK_ADMIN_URL`: revoke, clock, faults, reset, request counts
+(`GET /stats`, `POST /stats/reset`) and a state view."""
 
 from __future__ import annotations
 
@@ -35,6 +36,8 @@ def create_app(ctx: Context) -> Flask:
             clock_offset_days=ctx.clock.offset_seconds / 86400,
             faults=ctx.faults.snapshot(),
             faults_injected=ctx.faults.injected,
+            answers_lost=ctx.faults.answers_lost,
+            vaults={name: settings.as_dict() for name, settings in ctx.vaults.items()},
         )
 
     @app.post("/revoke")
@@ -70,6 +73,30 @@ def create_app(ctx: Context) -> Flask:
         except ValueError as exc:
             raise BadRequest(str(exc)) from exc
         return jsonify(faults=ctx.faults.snapshot())
+
+    @app.post("/vaults")
+    def vaults():
+        """`{"vault": "main", "purge_protection": bool, "realistic": bool}`: change a vault."""
+        data = body()
+        name = data.get("vault", "main")
+        settings = ctx.vaults.get(name) if isinstance(name, str) else None
+        if settings is None:
+            raise BadRequest(f"'vault' must be one of {', '.join(ctx.vaults) or 'none'}.")
+        changes = {k: data[k] for k in ("purge_protection", "realistic") if k in data}
+        if any(not isinstance(v, bool) for v in changes.values()):
+            raise BadRequest("'purge_protection' and 'realistic' must be true or false.")
+        for key, value in changes.items():
+            setattr(settings, key, value)
+        return jsonify(vault=name, **settings.as_dict())
+
+    @app.get("/stats")
+    def stats():
+        return jsonify(ctx.stats.snapshot())
+
+    @app.post("/stats/reset")
+    def stats_reset():
+        ctx.stats.reset()
+        return jsonify(ctx.stats.snapshot())
 
     @app.post("/reset")
     def reset():

@@ -7,9 +7,11 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .clock import Clock
 from .faults import Faults
+from .stats import RequestStats
 from .tokens import Signer
 
 SECRETS_FILE = "dev-secrets.json"
@@ -22,6 +24,9 @@ class Context:
     faults: Faults
     signer: Signer
     vault_throttle: bool = False
+    # start-up values of every vault's settings (`--purge-protection`, `--realistic`)
+    purge_protection: bool = False
+    realistic: bool = False
     # filled by the stack once the servers are bound: vault, authority, partner_center, admin,
     # identity
     urls: dict[str, str] = field(default_factory=dict)
@@ -30,6 +35,10 @@ class Context:
     # services register what `POST /reset` and `POST /revoke` must do
     reset_hooks: list[Callable[[], None]] = field(default_factory=list)
     revoke_hook: Callable[[str], int] | None = None
+    # requests counted at the servers (`GET /stats` on the admin endpoint)
+    stats: RequestStats = field(default_factory=RequestStats)
+    # each vault's keyvault.settings.VaultSettings by name, changed by `POST /vaults`
+    vaults: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def create(
@@ -38,6 +47,8 @@ class Context:
         *,
         vault_throttle: bool = False,
         latency_ms: dict[str, float] | None = None,
+        purge_protection: bool = False,
+        realistic: bool = False,
     ) -> Context:
         state_dir.mkdir(parents=True, exist_ok=True)
         dev_secrets = _dev_secrets(state_dir / SECRETS_FILE)
@@ -47,6 +58,8 @@ class Context:
             faults=Faults(latency_ms),
             signer=Signer(state_dir),
             vault_throttle=vault_throttle,
+            purge_protection=purge_protection,
+            realistic=realistic,
             cpv_client_secret=dev_secrets["cpv_client_secret"],
             identity_header=dev_secrets["identity_header"],
         )

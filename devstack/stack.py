@@ -7,7 +7,7 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import admin, ca, entra, keyvault, managed_identity, partner_center, seed
+from . import admin, ca, entra, keyvault, managed_identity, partner_center, seed, stats
 from .context import Context
 from .server import HOST, Servers, tls_context
 
@@ -24,6 +24,8 @@ class Options:
     port_base: int = DEFAULT_PORT_BASE
     vault_throttle: bool = False
     latency_ms: dict[str, float] | None = None
+    realistic: bool = False
+    purge_protection: bool = False
 
 
 class Devstack:
@@ -33,6 +35,8 @@ class Devstack:
             options.state_dir.resolve(),
             vault_throttle=options.vault_throttle,
             latency_ms=options.latency_ms,
+            purge_protection=options.purge_protection,
+            realistic=options.realistic,
         )
         self._servers = Servers()
 
@@ -54,6 +58,8 @@ class Devstack:
             "identity": (managed_identity.create_app(self.ctx), None),
         }
         for name, (app, context) in apps.items():
+            if name != "admin":
+                stats.track(app, name, self.ctx.stats)
             port = self.options.port_base + PORTS[name] if self.options.port_base else 0
             server = self._servers.add(app, port, context)
             scheme = "https" if context else "http"

@@ -42,6 +42,7 @@ from flask import Flask, g, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from ..context import Context
+from ..faults import losing_answers
 from . import authorize, discovery, token
 from .core import Entra
 from .errors import EntraError, malformed
@@ -65,6 +66,12 @@ def create_app(ctx: Context) -> Flask:
     discovery.register(app, entra)
     error_page = authorize.register(app, entra)
     token.register(app, entra)
+    app.wsgi_app = losing_answers(app.wsgi_app, ctx.faults, "entra")
+
+    @app.before_request
+    def network_delay():
+        # every endpoint, discovery and keys included: MSAL pays the delay on each of them
+        ctx.faults.delay("entra")
 
     @app.errorhandler(EntraError)
     def entra_error(exc: EntraError):

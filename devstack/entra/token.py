@@ -31,7 +31,6 @@ def register(app: Flask, entra: Entra) -> None:
             raise EntraError(900561, "invalid_request",
                              "The endpoint only accepts POST, OPTIONS requests. Received a "
                              f"{request.method} request.")
-        entra.ctx.faults.delay("entra")
         fault = entra.ctx.faults.should_fail("entra")
         if fault == 429:
             raise EntraError(90055, "temporarily_unavailable",

@@ -15,9 +15,11 @@ from flask import Flask, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from ..context import Context
+from ..faults import losing_answers
 from . import auth, errors, routes, validation
 from .limits import Limits
-from .store import DeletedMissing, NameDeleted, NameTaken, SecretMissing, Store
+from .settings import Deletions, VaultSettings
+from .store import DB_FILE, DeletedMissing, NameDeleted, NameTaken, SecretMissing, Store
 
 # host names the devstack certificate covers; anything else gets the vault's own URL in ids
 VAULT_HOST = re.compile(
@@ -25,17 +27,36 @@ VAULT_HOST = re.compile(
 )
 STATS_PATH = "/_devstack/stats"
 MAX_BODY_BYTES = 1024 * 1024
+# what every Key Vault answer carries (azure-sdk-for-js keyvault-secrets recordings, e.g.
+# recordings/node/secret_client__list_secrets_in_various_ways/recording_can_list_deleted_secrets.js)
+STANDARD_HEADERS = {
+    "Cache-Control": "no-cache",
+    "Pragma": "no-cache",
+    "Expires": "-1",
+    "x-ms-keyvault-region": "devstack",
+    "x-ms-keyvault-service-version": "1.9.2883.1",
+    "x-ms-keyvault-network-info": "conn_type=Ipv4;addr=127.0.0.1;act_addr_fam=InterNetwork;",
+    "Strict-Transport-Security": "max-age=31536000;includeSubDomains",
+    "X-Content-Type-Options": "nosniff",
+}
 
 
-def create_app(ctx: Context) -> Flask:
+def create_app(ctx: Context, name: str = "main") -> Flask:
+    """One vault; `name` keys its settings (`ctx.vaults`) and its database file."""
     app = Flask("devstack.keyvault")
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
-    store = Store(ctx.state_dir, ctx.clock.now)
+    store = Store(ctx.state_dir, ctx.clock.now,
+                  DB_FILE if name == "main" else f"vault-{name}.db")
     limits = Limits(ctx.vault_throttle)
+    settings = VaultSettings(purge_protection=ctx.purge_protection, realistic=ctx.realistic)
+    ctx.vaults[name] = settings
+    deletions = Deletions()
 
     def wipe() -> None:
         store.wipe()
         limits.reset()
+        deletions.clear()
+        settings.purge_protection, settings.realistic = ctx.purge_protection, ctx.realistic
 
     ctx.reset_hooks.append(wipe)
 
@@ -62,7 +83,10 @@ def create_app(ctx: Context) -> Flask:
         return None
 
     @app.after_request
-    def request_ids(response):
+    def standard_headers(response):
+        response.headers.update(STANDARD_HEADERS)
+        if response.mimetype == "application/json":
+            response.headers["Content-Type"] = "application/json; charset=utf-8"
         response.headers["x-ms-request-id"] = str(uuid.uuid4())
         client_id = request.headers.get("x-ms-client-request-id")
         if client_id:
@@ -74,7 +98,8 @@ def create_app(ctx: Context) -> Flask:
         return jsonify(limits.stats())
 
     _register_errors(app)
-    routes.register(app, store)
+    routes.register(app, store, name, settings, deletions)
+    app.wsgi_app = losing_answers(app.wsgi_app, ctx.faults, "vault")
     return app
 
 

@@ -35,7 +35,7 @@ def seal(versions: list[Version]) -> str:
 
 
 def unseal(value: str) -> list[Version]:
-    """The versions in a blob, oldest first; BadParameter if it is not an intact backup."""
+    """The versions in a blob, oldest first; `Malformed backup blob` if it is not intact."""
     try:
         blob = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
         if not blob.startswith(MAGIC):
@@ -44,8 +44,8 @@ def unseal(value: str) -> list[Version]:
         records = json.loads(zlib.decompress(AESGCM(KEY).decrypt(nonce, sealed, MAGIC)))
         versions = [Version(**record) for record in records]
     except (ValueError, TypeError, InvalidTag, zlib.error) as exc:
-        raise errors.bad_parameter("Backup blob contains invalid or corrupt version.") from exc
+        raise errors.malformed_backup() from exc
     if not versions or len({v.name.lower() for v in versions}) != 1:
-        raise errors.bad_parameter("Backup blob contains invalid or corrupt version.")
+        raise errors.malformed_backup()
     validation.name(versions[0].name)
     return versions

@@ -67,6 +67,34 @@ def deleted_but_recoverable(name: str) -> VaultError:
     )
 
 
+def being_deleted(name: str) -> VaultError:
+    # azure-sdk-for-js keyvault-keys recordings: DELETE /deletedkeys/<name> during the delete
+    # is 409 {"code": "Conflict", "message": "Key is currently being deleted.", "innererror":
+    # {"code": "ObjectIsBeingDeleted"}}
+    del name
+    return VaultError(409, "Conflict", "Secret is currently being deleted.",
+                      inner="ObjectIsBeingDeleted")
+
+
+def purge_protected(vault: str) -> VaultError:
+    # Key Vault's words, as azurerm and az quote them for a vault with purge protection
+    return VaultError(
+        403, "Forbidden",
+        'Operation "purge" is not allowed because purge protection is enabled for this vault. '
+        "Key Vault service will automatically purge it after the retention period has passed. "
+        f"Vault: {vault};location=devstack",
+    )
+
+
+def malformed_backup() -> VaultError:
+    return VaultError(400, "Malformed backup blob",
+                      "Backup blob contains invalid or corrupt version.")
+
+
+def not_found_path() -> VaultError:
+    return VaultError(404, "NotFound", "The requested resource was not found.")
+
+
 def already_exists(name: str) -> VaultError:
     return VaultError(409, "Conflict", f"Secret {name} already exists.")
 

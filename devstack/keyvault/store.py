@@ -104,10 +104,10 @@ def new_version_id() -> str:
 
 
 class Store:
-    def __init__(self, state_dir: Path, clock: Callable[[], float]):
+    def __init__(self, state_dir: Path, clock: Callable[[], float], db_file: str = DB_FILE):
         self._clock = clock
         self._lock = threading.Lock()
-        path = state_dir / DB_FILE
+        path = state_dir / db_file
         path.touch(mode=0o600)  # it holds secret values; WAL and SHM files inherit the mode
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON",

@@ -15,6 +15,9 @@ from . import errors
 # every version the SDKs have shipped from 7.0 up to azure-keyvault-secrets 4.12's default
 API_VERSIONS = ("7.0", "7.1", "7.2", "7.3", "7.4", "7.5", "7.6", "2025-07-01", "2026-04-01")
 LATEST_API_VERSION = API_VERSIONS[-1]
+# previews the SDKs' betas sent (azure-rest-api-specs keyvault data-plane preview folders)
+PREVIEW_API_VERSIONS = ("7.2-preview", "7.3-preview", "7.4-preview.1", "7.5-preview.1",
+                        "7.6-preview.1", "7.6-preview.2", "2025-06-01-preview")
 
 NAME = re.compile(r"^[0-9a-zA-Z-]{1,127}$")
 VERSION = re.compile(r"^[0-9a-fA-F]{32}$")
@@ -29,7 +32,7 @@ def api_version(args: Mapping[str, str]) -> str:
     version = args.get("api-version")
     if not version:
         raise errors.bad_parameter("The api-version query parameter is required.")
-    if version not in API_VERSIONS:
+    if version not in API_VERSIONS and version not in PREVIEW_API_VERSIONS:
         raise errors.bad_parameter(
             f"The specified version ({version}) is not recognized. Consider using the latest "
             f"supported version ({LATEST_API_VERSION})."

@@ -59,8 +59,17 @@ class RunningDevstack:
     def advance_days(self, days: float) -> None:
         self.admin("/clock", {"advance_days": days})
 
-    def faults(self, service: str, status: int, rate: float) -> None:
+    def faults(self, service: str, status: int | str, rate: float) -> None:
         self.admin("/faults", {"service": service, "status": status, "rate": rate})
+
+    def vault_settings(self, vault: str = "main", **settings: bool) -> dict:
+        return self.admin("/vaults", {"vault": vault, **settings})
+
+    def stats(self) -> dict:
+        response = requests.get(self.env["DEVSTACK_ADMIN_URL"] + "/stats",
+                                verify=self.ca_bundle, timeout=10)
+        response.raise_for_status()
+        return response.json()
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -76,6 +85,8 @@ class RunningDevstack:
 def running_devstack(state_dir: Path, *args: str) -> Iterator[RunningDevstack]:
     """Start `python -m devstack up --foreground` on free ports and wait until it answers."""
     state_dir.mkdir(parents=True, exist_ok=True)
+    # DEVSTACK_UP_ARGS runs a suite against other switches, e.g. `--realistic`
+    args = (*args, *os.environ.get("DEVSTACK_UP_ARGS", "").split())
     env_file = state_dir / ENV_FILE
     env_file.unlink(missing_ok=True)
     log = open(state_dir / "devstack.log", "ab")  # noqa: SIM115 - closed below
