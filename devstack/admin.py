@@ -74,6 +74,23 @@ def create_app(ctx: Context) -> Flask:
             raise BadRequest(str(exc)) from exc
         return jsonify(faults=ctx.faults.snapshot())
 
+    @app.post("/mfa")
+    def mfa():
+        """`{"tenant": "contoso.example", "required": false}`: the tenant's Conditional Access
+        MFA policy (required by default)."""
+        data = body()
+        tenant, required = data.get("tenant"), data.get("required")
+        if not isinstance(tenant, str) or not tenant or not isinstance(required, bool):
+            raise BadRequest("'tenant' must be a tenant domain or id and 'required' true or "
+                             "false.")
+        if ctx.mfa_policy_hook is None:
+            raise BadRequest("No authority is running in this devstack.")
+        try:
+            tenant_id = ctx.mfa_policy_hook(tenant, required)
+        except ValueError as exc:
+            raise BadRequest(str(exc)) from exc
+        return jsonify(tenant=tenant_id, mfa_required=required)
+
     @app.post("/vaults")
     def vaults():
         """`{"vault": "main", "purge_protection": bool, "realistic": bool}`: change a vault."""

@@ -35,6 +35,8 @@ class Context:
     # services register what `POST /reset` and `POST /revoke` must do
     reset_hooks: list[Callable[[], None]] = field(default_factory=list)
     revoke_hook: Callable[[str], int] | None = None
+    # `POST /mfa`: (tenant, required) -> the tenant's id; ValueError for an unknown tenant
+    mfa_policy_hook: Callable[[str, bool], str] | None = None
     # requests counted at the servers (`GET /stats` on the admin endpoint)
     stats: RequestStats = field(default_factory=RequestStats)
     # each vault's keyvault.settings.VaultSettings by name, changed by `POST /vaults`

@@ -102,7 +102,7 @@ def create_app(ctx: Context) -> Flask:
             if "audience" in text:
                 raise PartnerCenterError(WRONG_AUDIENCE) from exc
             raise PartnerCenterError(INVALID_TOKEN, reason=text) from exc
-        if claims.get("iss") != ctx.signer.issuer(str(claims.get("tid"))):
+        if claims.get("iss") not in ctx.signer.issuers(str(claims.get("tid"))):
             raise PartnerCenterError(INVALID_TOKEN, reason="the issuer is not trusted.")
         if claims.get("idtyp") == "app" or "scp" not in claims:
             raise PartnerCenterError(APP_ONLY)

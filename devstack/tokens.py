@@ -6,18 +6,25 @@ Vault emulator and the Partner Center stub accept only tokens it signed.
 
 from __future__ import annotations
 
+import base64
+import datetime
+import hashlib
 import json
 import time
 import uuid
 from pathlib import Path
 
 import jwt
-from cryptography.hazmat.primitives import serialization
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
 from jwt.algorithms import RSAAlgorithm
 
 KEY_FILE = "signing-key.pem"
 ACCESS_TOKEN_LIFETIME = 3600
+# v1.0 tokens (what Microsoft's first-party resources get) name the tenant on this host
+V1_ISSUER_BASE = "https://sts.windows.net"
 
 
 class TokenError(Exception):
@@ -49,10 +56,38 @@ class Signer:
     def issuer(self, tenant_id: str) -> str:
         return f"{self.issuer_base}/{tenant_id}/v2.0"
 
+    @staticmethod
+    def issuer_v1(tenant_id: str) -> str:
+        return f"{V1_ISSUER_BASE}/{tenant_id}/"
+
+    def issuers(self, tenant_id: str) -> tuple[str, str]:
+        """Both issuers a devstack token for this tenant may carry (v2.0 and v1.0)."""
+        return self.issuer(tenant_id), self.issuer_v1(tenant_id)
+
     def jwks(self) -> dict:
+        """Entra's key shape: the JWK plus `x5t`, `x5c` (a self-signed certificate of the
+        key) and the `issuer` template."""
         jwk = json.loads(RSAAlgorithm.to_jwk(self.public_key))
-        jwk.update({"kid": self.kid, "use": "sig", "alg": "RS256"})
+        der = self._certificate_der()
+        jwk.update({"kid": self.kid, "use": "sig", "alg": "RS256",
+                    "x5t": base64.urlsafe_b64encode(hashlib.sha1(der).digest())  # noqa: S324
+                    .rstrip(b"=").decode(),
+                    "x5c": [base64.b64encode(der).decode()],
+                    "issuer": f"{self.issuer_base}/{{tenantid}}/v2.0"})
         return {"keys": [jwk]}
+
+    def _certificate_der(self) -> bytes:
+        if getattr(self, "_cert_der", None) is None:
+            name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "devstack-signing")])
+            start = datetime.datetime(2024, 1, 1, tzinfo=datetime.UTC)
+            cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+                    .public_key(self.public_key)
+                    .serial_number(int(hashlib.sha256(self.kid.encode()).hexdigest()[:15], 16))
+                    .not_valid_before(start)
+                    .not_valid_after(start + datetime.timedelta(days=3650))
+                    .sign(self._key, hashes.SHA256()))
+            self._cert_der = cert.public_bytes(serialization.Encoding.DER)
+        return self._cert_der
 
     def sign(self, claims: dict) -> str:
         return jwt.encode(claims, self._key, algorithm="RS256", headers={"kid": self.kid})
@@ -65,13 +100,19 @@ class Signer:
         subject: str,
         app_id: str,
         lifetime: int = ACCESS_TOKEN_LIFETIME,
+        version: str = "2.0",
         **claims,
     ) -> tuple[str, int]:
-        """Sign an access token with Entra's claim names; returns (token, expires_on epoch)."""
+        """Sign an access token with Entra's claim names; returns (token, expires_on epoch).
+
+        `version` "1.0" is the v1 claim set (issuer `https://sts.windows.net/<tid>/`, `appid`
+        and `appidacr`, no `azp`), which Microsoft's first-party resources receive.
+        """
         now = int(time.time())
+        v1 = version == "1.0"
         body = {
             "aud": audience,
-            "iss": self.issuer(tenant_id),
+            "iss": self.issuer_v1(tenant_id) if v1 else self.issuer(tenant_id),
             "iat": now,
             "nbf": now,
             "exp": now + lifetime,
@@ -80,9 +121,11 @@ class Signer:
             "sub": subject,
             "appid": app_id,
             "azp": app_id,
-            "ver": "2.0",
+            "ver": version,
             "uti": uuid.uuid4().hex[:22],
         }
+        if v1:
+            del body["azp"]
         body.update({k: v for k, v in claims.items() if v is not None})
         return self.sign(body), body["exp"]
 

@@ -37,6 +37,7 @@ URIs (`http://localhost/...`, `http://127.0.0.1/...`) match any port, as in Entr
 from __future__ import annotations
 
 import logging
+import uuid
 
 from flask import Flask, g, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
@@ -58,6 +59,7 @@ def create_app(ctx: Context) -> Flask:
     entra = Entra(ctx)
     ctx.reset_hooks.append(entra.reset)
     ctx.revoke_hook = entra.revoke
+    ctx.mfa_policy_hook = entra.set_mfa_policy
 
     app = Flask("devstack.entra")
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
@@ -99,6 +101,9 @@ def create_app(ctx: Context) -> Flask:
     @app.after_request
     def security_headers(response):
         response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers.setdefault("x-ms-request-id", str(uuid.uuid4()))
+        response.headers.setdefault("Strict-Transport-Security",
+                                    "max-age=31536000; includeSubDomains")
         if response.mimetype == "text/html":
             form_action = " ".join(dict.fromkeys(["'self'", g.get("form_action", "'self'")]))
             response.headers["Content-Security-Policy"] = (

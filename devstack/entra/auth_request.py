@@ -28,6 +28,7 @@ class AuthRequest:
     nonce: str | None
     scopes: ScopeSet
     code_challenge: str | None
+    code_challenge_method: str
     prompts: frozenset[str]
     login_hint: str | None
     domain_hint: str | None
@@ -35,9 +36,6 @@ class AuthRequest:
     max_age: int | None
     require_mfa: bool
 
-    @property
-    def needs_mfa(self) -> bool:
-        return self.require_mfa or any(r.resource.requires_mfa for r in self.scopes.resources)
 
     def wanted(self) -> set[tuple[str, str]]:
         return {(r.resource.uri, p) for r in self.scopes.resources for p in r.permissions}
@@ -120,11 +118,15 @@ def _validate(entra: Entra, path: TenantPath, client: App, redirect_uri: str,
     challenge, method = get("code_challenge"), get("code_challenge_method")
     if method and not challenge:
         raise missing("code_challenge")
+    method = method or "plain"  # RFC 7636 4.3: absent means plain, and Entra accepts it
     if challenge:
-        if (method or "plain") != "S256":
-            raise malformed(f"The code_challenge_method '{method or 'plain'}' is not supported "
-                            "by this authority; use 'S256'.")
-        if len(challenge) != 43 or not _is_base64url(challenge):
+        if method not in ("plain", "S256"):
+            raise malformed(f"The code_challenge_method '{method[:20]}' is not supported; "
+                            "use 'S256' or 'plain'.")
+        if method == "S256" and (len(challenge) != 43 or not _is_base64url(challenge)):
+            raise EntraError(501491, "invalid_request", "Invalid size of Code_Challenge "
+                             "parameter.")
+        if method == "plain" and not (43 <= len(challenge) <= 128):
             raise EntraError(501491, "invalid_request", "Invalid size of Code_Challenge "
                              "parameter.")
     prompts = frozenset((get("prompt") or "").split())
@@ -138,6 +140,7 @@ def _validate(entra: Entra, path: TenantPath, client: App, redirect_uri: str,
     return AuthRequest(
         path=path, app=client, redirect_uri=redirect_uri, response_mode=response_mode,
         state=state, nonce=get("nonce"), scopes=scopes, code_challenge=challenge,
+        code_challenge_method=method,
         prompts=prompts, login_hint=login_hint,
         domain_hint=(get("domain_hint") or "").strip()[:256] or None,
         client_info=get("client_info") == "1",

@@ -98,7 +98,24 @@ def register(app: Flask, entra: Entra):
                                           "signed in."))
             return page(p, "entra/login.html", username=auth.login_hint or "")
         user = p.user
-        if auth.needs_mfa and not p.mfa and user.mfa_registered:
+        needs_mfa = auth.require_mfa or any(entra.mfa_required(user.tenant_id, r.resource)
+                                            for r in auth.scopes.resources)
+        if needs_mfa and not p.mfa and not user.mfa_registered:
+            # Conditional Access stops a user with no MFA method at sign-in (the registration
+            # interrupt), not later at the token endpoint
+            error = EntraError(
+                50079, "interaction_required",
+                "Due to a configuration change made by your administrator, or because you "
+                "moved to a new location, you must enroll in multi-factor authentication to "
+                f"access '{mfa_protected(auth)}'.")
+            if "none" in auth.prompts:
+                return fail(p, error)
+            entra.sessions.finish(p.ctx_id)
+            html = render_template("entra/proofup.html", user=user, app=auth.app,
+                                   error=error, timestamp=error.timestamp(entra.now()),
+                                   description=error.description(entra.now()))
+            return html, 200
+        if needs_mfa and not p.mfa:
             if "none" in auth.prompts:
                 return fail(p, mfa_required(auth))
             if not p.otp:
@@ -140,6 +157,11 @@ def register(app: Flask, entra: Entra):
             "tenant_id": user.tenant_id,
             "user_oid": user.object_id,
             "scopes": sorted(f"{r} {p_}" for r, p_ in auth.wanted()),
+            # the order the client asked for them: a code redeemed without `scope` is for
+            # the first
+            "resource_order": [r.resource.uri for r in auth.scopes.resources],
+            "by_app_id": [r.resource.uri for r in auth.scopes.resources if r.by_app_id],
+            "code_challenge_method": auth.code_challenge_method,
             "default_resources": sorted(r.resource.uri for r in auth.scopes.resources
                                         if r.default),
             "oidc": sorted(auth.scopes.oidc),
@@ -301,6 +323,7 @@ def register(app: Flask, entra: Entra):
         p.consented = True
         return advance(p)
 
+    @app.get("/<tenant>/oauth2/logout")  # the v1.0 document's end_session_endpoint
     @app.get("/<tenant>/oauth2/v2.0/logout")
     def logout(tenant: str):
         del tenant

@@ -49,6 +49,8 @@ class Entra:
         self.store = Store(ctx.state_dir)
         self.sessions = Sessions()
         self.store.add_grants(self.directory.seeded_grants, self.now())
+        # tenant id -> whether Conditional Access requires MFA for the protected resources
+        self.mfa_policy: dict[str, bool] = {}
 
     def now(self) -> float:
         return self.ctx.clock.now()
@@ -61,7 +63,21 @@ class Entra:
 
     def reset(self) -> None:
         self.sessions.clear()
+        self.mfa_policy.clear()
         self.store.reset(self.directory.seeded_grants, self.now())
+
+    def set_mfa_policy(self, tenant: str, required: bool) -> str:
+        """`POST /mfa`: switch a tenant's Conditional Access MFA policy; returns its id."""
+        found = self.directory.tenant(tenant)
+        if found is None:
+            raise ValueError(f"unknown tenant {tenant[:100]!r}")
+        self.mfa_policy[found.id] = required
+        return found.id
+
+    def mfa_required(self, tenant_id: str, resource) -> bool:
+        """Whether the tenant's Conditional Access asks for MFA before a token for `resource`
+        (on by default, as in every partner tenant since the Partner Center MFA mandate)."""
+        return resource.requires_mfa and self.mfa_policy.get(tenant_id, True)
 
     def revoke(self, upn: str) -> int:
         """`POST /revoke`: revoke a user's refresh tokens and sign-in sessions."""
@@ -160,7 +176,8 @@ class Entra:
                 "The user or administrator has not consented to use the application with ID "
                 f"'{app.app_id}' named '{app.name}'. Send an interactive authorization request "
                 "for this user and resource.", suberror="consent_required")
-        return ResourceScopes(wanted.resource, frozenset(usable), wanted.default)
+        return ResourceScopes(wanted.resource, frozenset(usable), wanted.default,
+                              wanted.by_app_id)
 
     # the conditions a user must meet for a resource
 
@@ -168,13 +185,15 @@ class Entra:
         resource = wanted.resource
         if resource.requires_admin_agent and not self.directory.is_admin_agent(user):
             raise EntraError(50105, "invalid_grant", not_admin_agent(user, resource))
-        if resource.requires_mfa and not user.mfa_registered:
+        if not self.mfa_required(user.tenant_id, resource):
+            return
+        if not user.mfa_registered:
             raise EntraError(
                 50079, "interaction_required",
                 "Due to a configuration change made by your administrator, or because you moved "
                 "to a new location, you must enroll in multi-factor authentication to access "
                 f"'{resource.app_id}'.")
-        if resource.requires_mfa and not mfa:
+        if not mfa:
             raise EntraError(
                 50076, "interaction_required",
                 "Due to a configuration change made by your administrator, or because you moved "
@@ -184,9 +203,10 @@ class Entra:
     def check_refresh_token(self, token: RefreshToken, app: App, path: TenantPath) -> User:
         """Why a stored refresh token cannot be redeemed now, if it cannot."""
         if token.client_id != app.app_id:
-            raise EntraError(70000, "invalid_grant",
-                             "Provided grant is invalid or malformed. The refresh token was "
-                             "issued to a different client.")
+            raise EntraError(700007, "invalid_grant",
+                             "Refresh token was issued to a different client. The refresh "
+                             f"token was issued to '{token.client_id}', and the request was "
+                             f"made by '{app.app_id}'.")
         if path.tenant and path.tenant.id != token.tenant_id:
             raise EntraError(700005, "invalid_grant",
                              "Provided refresh token is intended to use against other tenant, "
@@ -196,7 +216,8 @@ class Entra:
             raise EntraError(
                 700082, "invalid_grant",
                 "The refresh token has expired due to inactivity. The token was issued on "
-                f"{iso(token.issued_at)} and was inactive for 90.00:00:00.")
+                f"{iso(token.issued_at)} and was inactive for 90.00:00:00.",
+                suberror="bad_token")
         user = self.directory.user_by_oid(token.tenant_id, token.user_oid)
         if user is None:
             raise EntraError(50034, "invalid_grant",
@@ -231,7 +252,8 @@ class Entra:
         permissions = sorted(wanted.permissions)
         access_token, expires_on = signer.access_token(
             tenant_id=user.tenant_id,
-            audience=wanted.resource.uri,
+            audience=wanted.audience,
+            version=wanted.resource.token_version,
             subject=user.object_id,
             app_id=app.app_id,
             upn=user.upn,
@@ -265,6 +287,9 @@ class Entra:
 
     def id_token(self, user: User, app: App, mfa: bool, auth_time_real: float,
                  nonce: str | None) -> str:
+        """A v2.0 id token: no `amr` and no `auth_time` (those are v1.0 or optional claims),
+        and `groups` only for an app whose manifest asks for group claims."""
+        del mfa, auth_time_real
         now = int(time.time())
         claims = {
             "aud": app.app_id,
@@ -272,17 +297,16 @@ class Entra:
             "iat": now,
             "nbf": now,
             "exp": now + 3600,
-            "auth_time": int(auth_time_real),
             "sub": pairwise_subject(user, app),
             "oid": user.object_id,
             "tid": user.tenant_id,
             "preferred_username": user.upn,
             "name": user.name,
-            "amr": ["pwd", "mfa"] if mfa else ["pwd"],
-            "groups": list(user.groups),
             "ver": "2.0",
             "uti": secrets.token_urlsafe(16)[:22],
         }
+        if app.group_claims:
+            claims["groups"] = list(user.groups)
         if nonce:
             claims["nonce"] = nonce
         return self.ctx.signer.sign(claims)
@@ -295,12 +319,13 @@ def not_admin_agent(user: User, resource) -> str:
 
 
 def revoked(auth_time: float, valid_from: float) -> EntraError:
+    # with `suberror: bad_token`, as in MSAL Node's recorded AADSTS50173 answer
     return EntraError(
         50173, "invalid_grant",
         "The provided grant has expired due to it being revoked, a fresh auth token is needed. "
         f"The user might have changed or reset their password. The grant was issued on "
         f"'{iso(auth_time)}' and the TokensValidFrom date (before which tokens are not valid) "
-        f"for this user is '{iso(valid_from)}'.")
+        f"for this user is '{iso(valid_from)}'.", suberror="bad_token")
 
 
 def iso(epoch: float) -> str:

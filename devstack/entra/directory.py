@@ -51,6 +51,8 @@ class Resource:
     requires_mfa: bool = False
     # only members of the tenant's AdminAgents group may get tokens for it
     requires_admin_agent: bool = False
+    # the access token version it accepts: Microsoft's first-party APIs take v1.0 tokens
+    token_version: str = "1.0"
 
     def permission(self, name: str) -> Permission | None:
         for key, permission in self.delegated.items():
@@ -111,6 +113,8 @@ class App:
     permissions: dict[str, tuple[str, ...]] = field(default_factory=dict)
     # application permissions granted for client credentials: resource uri -> role names
     app_roles: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # `groupMembershipClaims` in the manifest: id tokens list the user's groups
+    group_claims: bool = False
 
     def matches_redirect(self, candidate: str) -> bool:
         """Exact match, except that loopback URIs match on any port (as Entra does)."""

@@ -152,4 +152,5 @@ def _app(item: dict, apps: list, tenant_of, path: Path) -> None:
         secrets=tuple(secrets_),
         permissions={k.rstrip("/"): tuple(v) for k, v in permissions.items()},
         app_roles={k.rstrip("/"): tuple(v) for k, v in app_roles.items()},
+        group_claims=bool(item.get("group_claims", False)),
     ))

@@ -119,9 +119,11 @@ class EntraError(Exception):
 
 
 def _correlation_id() -> str:
-    """Entra echoes the client's `client-request-id` as the correlation id."""
+    """Entra echoes the client's `client-request-id` as the correlation id: a header, or the
+    query parameter MSAL adds to token requests (x-client-SKU, client-request-id, ...)."""
     try:
-        given = request.headers.get("client-request-id", "")
+        given = (request.headers.get("client-request-id")
+                 or request.args.get("client-request-id") or "")
     except RuntimeError:  # outside a request
         given = ""
     try:

@@ -17,6 +17,11 @@ class ResourceScopes:
     resource: Resource
     permissions: frozenset[str]  # canonical names
     default: bool = False  # `/.default`: the app's statically registered permissions
+    by_app_id: bool = False  # named by the resource's app id GUID: that is the token's `aud`
+
+    @property
+    def audience(self) -> str:
+        return self.resource.app_id if self.by_app_id else self.resource.uri
 
     def expand(self, app: App) -> ResourceScopes:
         """Resolve `/.default` against the app registration (AADSTS650057 if it lists none)."""
@@ -33,7 +38,8 @@ class ResourceScopes:
                 f"{self.resource.uri}. Resource app ID: {self.resource.app_id}. List of valid "
                 f"resources from app registration: {listed}.")
         names = {p.name for n in registered if (p := self.resource.permission(n))}
-        return ResourceScopes(self.resource, frozenset(names) | self.permissions, True)
+        return ResourceScopes(self.resource, frozenset(names) | self.permissions, True,
+                              self.by_app_id)
 
     def scope_strings(self) -> list[str]:
         if self.resource.uri == seed.GRAPH_RESOURCE:
@@ -60,6 +66,7 @@ def parse(directory: Directory, text: str, tenant_name: str) -> ScopeSet:
                          "Too many scopes were requested.")
     oidc: set[str] = set()
     by_resource: dict[str, tuple[Resource, set[str], bool]] = {}
+    by_guid: set[str] = set()
     for item in items:
         if item.lower() in OIDC_SCOPES:
             oidc.add(item.lower())
@@ -76,6 +83,8 @@ def parse(directory: Directory, text: str, tenant_name: str) -> ScopeSet:
                 f"{tenant_name}. This can happen if the application has not been installed by "
                 "the administrator of the tenant or consented to by any user in the tenant. You "
                 "might have sent your authentication request to the wrong tenant.")
+        if identifier.lower() == resource.app_id.lower():
+            by_guid.add(resource.uri)
         _, names, _ = by_resource.setdefault(resource.uri, (resource, set(), False))
         if name == ".default":
             by_resource[resource.uri] = (resource, names, True)
@@ -88,5 +97,6 @@ def parse(directory: Directory, text: str, tenant_name: str) -> ScopeSet:
         names.add(permission.name)
     return ScopeSet(
         frozenset(oidc),
-        tuple(ResourceScopes(r, frozenset(n), d) for r, n, d in by_resource.values()),
+        tuple(ResourceScopes(r, frozenset(n), d, r.uri in by_guid)
+              for r, n, d in by_resource.values()),
     )

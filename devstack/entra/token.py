@@ -110,10 +110,13 @@ def _authorization_code(entra: Entra, path: TenantPath, client, form) -> dict:
                          "code.")
     if payload["code_challenge"]:
         verifier = form.get("code_verifier", "")
-        digest = base64.urlsafe_b64encode(
-            hashlib.sha256(verifier.encode("ascii", "replace")).digest()).rstrip(b"=").decode()
+        if payload.get("code_challenge_method", "S256") == "plain":
+            digest = verifier  # RFC 7636 4.2: plain compares the verifier itself
+        else:
+            digest = base64.urlsafe_b64encode(hashlib.sha256(
+                verifier.encode("ascii", "replace")).digest()).rstrip(b"=").decode()
         if not (43 <= len(verifier) <= 128) or not hmac.compare_digest(
-                digest, payload["code_challenge"]):
+                digest.encode("utf-8", "replace"), payload["code_challenge"].encode()):
             raise EntraError(501481, "invalid_grant",
                              "The Code_Verifier does not match the code_challenge supplied in "
                              "the authorization request.")
@@ -149,10 +152,14 @@ def _first_consented(entra: Entra, consented: set, payload: dict) -> ResourceSco
     """Without a `scope` on redemption, the token is for the first resource of the request."""
     if not consented and not payload.get("default_resources"):
         return None
-    uri = sorted({r for r, _ in consented} | set(payload.get("default_resources", [])))[0]
+    known = {r for r, _ in consented} | set(payload.get("default_resources", []))
+    # codes issued before the order was recorded fall back to the alphabetical first
+    order = [r for r in payload.get("resource_order", []) if r in known] or sorted(known)
+    uri = order[0]
     resource = entra.directory.resource(uri)
     names = frozenset(p for r, p in consented if r == uri)
-    return ResourceScopes(resource, names, uri in payload.get("default_resources", []))
+    return ResourceScopes(resource, names, uri in payload.get("default_resources", []),
+                          uri in payload.get("by_app_id", []))
 
 
 def _already_redeemed() -> EntraError:
@@ -167,8 +174,10 @@ def _refresh_token(entra: Entra, path: TenantPath, client, form) -> dict:
         raise missing("refresh_token")
     stored = entra.store.refresh_token(raw)
     if stored is None:
+        # MSAL Node treats invalid_grant as interaction required only with this suberror
         raise EntraError(9002313, "invalid_grant",
-                         "Invalid request. Request is malformed or invalid.")
+                         "Invalid request. Request is malformed or invalid.",
+                         suberror="bad_token")
     user = entra.check_refresh_token(stored, client, path)
     requested = _requested(entra.directory, path, form.get("scope"))
     wanted = requested.single
@@ -212,8 +221,9 @@ def _client_credentials(entra: Entra, path: TenantPath, client, form) -> dict:
     roles = list(client.app_roles.get(resource.uri, ()))
     sp = entra.directory.service_principal_id(client.app_id, tenant.id)
     access_token, expires_on = entra.ctx.signer.access_token(
-        tenant_id=tenant.id, audience=resource.uri, subject=sp, app_id=client.app_id,
-        idtyp="app", roles=roles or None, appidacr="1")
+        tenant_id=tenant.id, audience=requested.single.audience, subject=sp,
+        app_id=client.app_id, version=resource.token_version, idtyp="app",
+        roles=roles or None, appidacr="1")
     expires_in = max(expires_on - int(time.time()), 0)
     return {"token_type": "Bearer", "expires_in": expires_in, "ext_expires_in": expires_in,
             "access_token": access_token}

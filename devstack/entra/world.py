@@ -134,7 +134,8 @@ def _seeded(cpv_client_secret: str) -> tuple[list, list, list, list]:
             partner_permissions, {seed.GRAPH_RESOURCE: ("Directory.Read.All",)}),
         App(seed.OPERATOR_APP_ID, seed.OPERATOR_APP_NAME, fabrikam.id, False,
             seed.OPERATOR_REDIRECT_URIS, (Secret(seed.OPERATOR_APP_SECRET, None),),
-            {seed.GRAPH_RESOURCE: ("User.Read",)}),
+            {seed.GRAPH_RESOURCE: ("User.Read",)},
+            group_claims=True),  # infra/README: groupMembershipClaims=SecurityGroup
     ]
     # the vendor's own operator app was admin-consented in its home tenant when registered
     grants = [Grant(fabrikam.id, seed.OPERATOR_APP_ID, ALL_PRINCIPALS, seed.GRAPH_RESOURCE,

@@ -157,10 +157,13 @@ def test_validate_generate_token_and_rotate_work_from_the_detail_page(
     expect(operator.locator("table tbody tr")).to_have_count(before + 2)
 
 
-def test_consent_without_mfa_shows_what_to_do(operator, consent_site, vault_reader):
+def test_consent_without_mfa_shows_what_to_do(operator, consent_site, vault_reader, devstack):
     credential_id = unique_id("e2e-nomfa")
     add_credential(operator, consent_site.url, credential_id)
-    sign_in(operator, consent_site.url, seed.PARTNER_NOMFA_UPN)
+    # no Conditional Access in the tenant: Entra issues a password-only token, the broker
+    # refuses it
+    with devstack.mfa_not_required():
+        sign_in(operator, consent_site.url, seed.PARTNER_NOMFA_UPN)
     expect(operator.locator("h1")).to_have_text("Multi-factor authentication is required")
     expect(operator.locator(".what-to-do")).to_contain_text("Register an MFA method")
     screenshot(operator, "consent-failed-no-mfa")

@@ -50,7 +50,9 @@ def test_msal_auth_code_flow_with_pkce_yields_mfa_backed_partner_center_tokens(d
     access = claims(result["access_token"])
     assert access["aud"] == seed.PARTNER_CENTER_RESOURCE
     assert access["tid"] == seed.PARTNER_TENANT_ID
-    assert access["iss"] == f"{devstack.authority}/{seed.PARTNER_TENANT_ID}/v2.0"
+    # Partner Center takes v1.0 tokens: issuer sts.windows.net (issue 14 point 3)
+    assert access["iss"] == f"https://sts.windows.net/{seed.PARTNER_TENANT_ID}/"
+    assert access["ver"] == "1.0"
     assert access["upn"] == access["unique_name"] == seed.PARTNER_ADMIN_UPN
     assert access["oid"] == seed.PARTNER_ADMIN_OBJECT_ID
     assert access["amr"] == ["pwd", "mfa"]
@@ -172,15 +174,28 @@ def test_code_redeemed_with_another_redirect_uri_is_invalid_grant(devstack):
     assert result["error_codes"] == [70000]
 
 
-def test_plain_pkce_challenge_is_refused_with_an_error_redirect(devstack):
+def test_plain_pkce_challenge_is_accepted_as_entra_does(devstack):
+    # RFC 7636 4.2 `plain`, which Entra accepts (issue 14 point 6, compared with the service;
+    # https://learn.microsoft.com/entra/identity-platform/v2-oauth2-auth-code-flow lists
+    # code_challenge_method "S256 or plain")
+    verifier = "p" * 43
     url = (f"{devstack.authority}/organizations/oauth2/v2.0/authorize?client_id="
            f"{seed.CPV_APP_ID}&response_type=code&scope=openid&redirect_uri={CALLBACK}"
-           "&state=s1&code_challenge=" + "a" * 43 + "&code_challenge_method=plain")
+           f"&state=s1&code_challenge={verifier}&code_challenge_method=plain")
     response = sign_in(url, seed.PARTNER_ADMIN_UPN)
-    assert response.error == "invalid_request"
-    assert "S256" in response.params["error_description"]
-    assert response.params["state"] == "s1"
-    assert "code" not in response.params
+    assert response.error is None and response.params["state"] == "s1"
+
+    def redeem(code: str, code_verifier: str) -> dict:
+        return requests.post(f"{devstack.authority}/organizations/oauth2/v2.0/token", data={
+            "client_id": seed.CPV_APP_ID, "grant_type": "authorization_code",
+            "client_secret": devstack.env["BROKER_CPV_CLIENT_SECRET"], "code": code,
+            "redirect_uri": CALLBACK, "code_verifier": code_verifier, "scope": "openid"},
+            timeout=10).json()
+
+    assert redeem(response.params["code"], "q" * 43)["error_codes"] == [501481]
+    response = sign_in(url, seed.PARTNER_ADMIN_UPN)
+    right = redeem(response.params["code"], verifier)
+    assert "id_token" in right, right
 
 
 def test_cancel_on_the_consent_page_is_access_denied_65004(devstack):

@@ -10,7 +10,7 @@ import pytest
 import requests
 
 from devstack import seed
-from tests.support.browserless import sign_in
+from tests.support.browserless import SignInError, sign_in
 
 CALLBACK = "http://localhost:8765/consent/callback"
 
@@ -109,18 +109,19 @@ def test_refresh_for_a_scope_the_tenant_never_consented_is_65001(devstack, admin
 
 
 def test_user_without_an_mfa_method_is_50079_for_partner_center(devstack):
+    # Conditional Access stops a user with no MFA method during sign-in, on the registration
+    # interrupt ("More information required"), before any code reaches the client
+    # (https://learn.microsoft.com/entra/identity/authentication/concept-registration-mfa-sspr-combined)
     app = cpv_app(devstack)
     flow = app.initiate_auth_code_flow([seed.PARTNER_CENTER_SCOPE], redirect_uri=CALLBACK,
                                        response_mode="form_post")
-    response = sign_in(flow["auth_uri"], seed.PARTNER_NOMFA_UPN)  # no MFA page: no method
-    result = app.acquire_token_by_auth_code_flow(flow, response.params)
-    assert result["error"] == "interaction_required"
-    assert result["error_codes"] == [50079]
-    assert seed.PARTNER_CENTER_APP_ID in result["error_description"]
-    assert "access_token" not in result
-    # a refresh token from the same kind of sign-in, redeemed for Partner Center: still 50079
+    with pytest.raises(SignInError) as stopped:
+        sign_in(flow["auth_uri"], seed.PARTNER_NOMFA_UPN)
+    assert stopped.value.code == 50079
+    assert "More information required" in stopped.value.html
+    # a refresh token from a sign-in that needed no MFA, redeemed for Partner Center: 50079
     app = partner_app(devstack)
-    scopes = [seed.PARTNER_CENTER_SCOPE, seed.GRAPH_USER_READ_SCOPE]
+    scopes = [seed.GRAPH_USER_READ_SCOPE]
     flow = app.initiate_auth_code_flow(scopes, redirect_uri=CALLBACK, response_mode="form_post")
     response = sign_in(flow["auth_uri"], seed.PARTNER_NOMFA_UPN)
     graph = app.acquire_token_by_auth_code_flow(flow, response.params,
@@ -149,10 +150,11 @@ def test_session_without_mfa_is_50076_for_partner_center(devstack):
 
 
 def test_refresh_token_of_another_client_is_invalid_grant(devstack, admin_tokens):
+    # issue 14 point 2, compared with the service: AADSTS700007, not 70000
     result = partner_app(devstack).acquire_token_by_refresh_token(
         admin_tokens["refresh_token"], [seed.PARTNER_CENTER_SCOPE])
     assert result["error"] == "invalid_grant"
-    assert result["error_codes"] == [70000]
+    assert result["error_codes"] == [700007]
 
 
 def test_unknown_refresh_token_is_invalid_grant_9002313(devstack):

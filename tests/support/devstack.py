@@ -62,6 +62,16 @@ class RunningDevstack:
     def faults(self, service: str, status: int | str, rate: float) -> None:
         self.admin("/faults", {"service": service, "status": status, "rate": rate})
 
+    @contextlib.contextmanager
+    def mfa_not_required(self, tenant: str = "contoso.example") -> Iterator[None]:
+        """The tenant's Conditional Access stops asking for MFA: a user without an MFA
+        method signs in with password only and gets tokens (amr ["pwd"])."""
+        self.admin("/mfa", {"tenant": tenant, "required": False})
+        try:
+            yield
+        finally:
+            self.admin("/mfa", {"tenant": tenant, "required": True})
+
     def vault_settings(self, vault: str = "main", **settings: bool) -> dict:
         return self.admin("/vaults", {"vault": vault, **settings})
 
