@@ -122,7 +122,8 @@ def test_backup_round_trip_and_conflicts(store):
 
 @pytest.mark.parametrize("blob", ["", "AAAA", backup.seal([])[:-2] + "xx"],
                          ids=["empty", "not-a-blob", "tampered"])
-def test_broken_blobs_are_bad_parameters(blob):
+def test_broken_blobs_are_malformed_backup_blobs(blob):
+    # Key Vault's code for a blob it cannot open (issue 14 point 8, compared with the service)
     with pytest.raises(VaultError) as info:
         backup.unseal(blob)
-    assert (info.value.status, info.value.code) == (400, "BadParameter")
+    assert (info.value.status, info.value.code) == (400, "Malformed backup blob")
