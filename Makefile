@@ -50,6 +50,7 @@ azcli: $(AZ_STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports --no-cache
 
 run: $(STAMP)
 	$(PY) -m broker dev
@@ -68,4 +69,5 @@ devstack-down: $(STAMP)
 	$(PY) -m devstack down
 
 clean:
-	rm -rf $(VENV) .venv-checkov $(AZ_VENV) node_modules .devstack .pytest_cache .ruff_cache
+	rm -rf $(VENV) .venv-checkov $(AZ_VENV) node_modules .devstack .pytest_cache .ruff_cache \
+		.import_linter_cache

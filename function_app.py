@@ -50,9 +50,9 @@ def _get_queues():
         broker = _get_broker()
         with _lock:
             if _queues is None:
-                from broker.queue import queues_from_settings
+                from broker.queue import storage_queues
 
-                _queues = queues_from_settings(broker.settings)
+                _queues = storage_queues(broker.settings)
     return _queues
 
 

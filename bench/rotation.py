@@ -61,7 +61,7 @@ def seed(broker, count: int, prefix: str, threads: int) -> list[str]:
 def drain(broker, queues, threads: int, expected: int, timeout_s: float) -> list:
     """Worker threads doing what `broker worker` and the Functions host do per message."""
     from broker import jobs
-    from broker.queue import QueueProcessor
+    from broker.runtime.queues import QueueProcessor
 
     results: list = []
     lock = threading.Lock()
@@ -128,7 +128,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--latency", default="vault=10,entra=100")
     args = parser.parse_args(argv)
 
-    from broker.queue import MemoryQueue, Queues
+    from broker.queue import Queues
+    from broker.runtime.queues import MemoryQueue
     from tests.support.broker import RecordingNotifier, make_broker
 
     with tempfile.TemporaryDirectory(prefix="bench-rotation-") as tmp:

@@ -21,6 +21,7 @@ SLUG = r"^[a-z0-9][a-z0-9-]{0,62}$"
 ENVIRONMENTS = ("test", "production")
 CPV = "cpv"  # the client_id tag of a credential using the CPV's own app
 RT_PREFIX, CS_PREFIX = "rt-", "cs-"
+PLACEHOLDER_VALUE = "pending-consent"  # the disabled version of a credential not consented yet
 MAX_TEXT = 64
 
 _SLUG = re.compile(SLUG)
@@ -70,6 +71,15 @@ MESSAGES = {
     "secret_expires_on_format": "Enter the expiry as a date such as 2030-12-31.",
     "secret_expires_on_cpv": "Leave the expiry blank when using the CPV app (no client id).",
 }
+
+
+def latest_secret_id(secret_id: str) -> str:
+    """`https://<vault>/secrets/rt-<id>`, what consumers resolve, from the identifier of one
+    version (parsed by the SDK's KeyVaultSecretIdentifier, held to what Key Vault issues)."""
+    from broker.vault import parse_secret_id
+
+    parsed = parse_secret_id(secret_id)
+    return f"{parsed.vault_url.rstrip('/')}/secrets/{parsed.name}"
 
 
 def is_guid(value: str) -> bool:

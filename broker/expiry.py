@@ -143,8 +143,4 @@ def _event_name(event_type: str) -> str:
 def _notify(service, kind: str, subject: str, message: str, action: str) -> None:
     from broker.notify import Event
 
-    try:
-        service.notifier.notify(Event(kind=kind, credential_id=subject, message=message,
-                                      action=action))
-    except Exception as exc:  # notifications are best effort by contract
-        log.warning("notification %s for %s failed: %s", kind, subject, type(exc).__name__)
+    service.notify(Event(kind=kind, credential_id=subject, message=message, action=action))

@@ -16,18 +16,17 @@ import io
 import json
 import json.scanner
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Any
 
 from broker.consent import role_names
-from broker.credentials import Credential, CredentialSpec, Source, Status
+from broker.credentials import PLACEHOLDER_VALUE, Credential, CredentialSpec, Source, Status
 from broker.errors import BrokerError, Conflict, CredentialNotFound, InvalidInput
-from broker.identity import Identity
+from broker.identity import Identity, Redemption
 from broker.logs import bound, get_logger, redact
-from broker.vault import PLACEHOLDER_VALUE
 
 log = get_logger(__name__)
 
@@ -66,25 +65,49 @@ class ImportReport:
     def ok(self) -> bool:
         return not self.failed
 
+    def rows(self) -> Iterator[tuple[str, str, str]]:
+        """(id, result, why) rows in file order of results: imported, skipped, failed."""
+        for cid in self.imported:
+            yield cid, "imported", self.notes.get(cid, "")
+        for cid, why in self.skipped:
+            yield cid, "skipped", why
+        for cid, why in self.failed:
+            yield cid, "failed", why
 
-def import_file(broker, path: Path) -> ImportReport:
-    """Read, check, then import every row of `path`; see the module docstring for the rules."""
-    rows = read_rows(Path(path))
-    report = ImportReport()
-    for row in rows:
-        with bound(credential=row.id or None):
-            outcome, why = _import_row(broker, row)
-        if outcome == "imported":
-            report.imported.append(row.id)
-            if why:
-                report.notes[row.id] = why
-        elif outcome == "skipped":
-            report.skipped.append((row.id, why))
-        else:
-            report.failed.append((row.id, why))
-    log.info("import of %s: %d imported, %d skipped, %d failed", Path(path).name,
-             len(report.imported), len(report.skipped), len(report.failed))
-    return report
+
+class Importer:
+    """Imports files of tokens into the vault, wired by `Broker` like the rotator: it gets the
+    collaborators it uses, plus `retrying` (the rotator's retry of transient Entra failures) and
+    `register` (the facade's registration of a new credential, placeholder and all)."""
+
+    def __init__(self, settings, vault, leases, identity: Identity, *,
+                 retrying: Callable[[Callable[[], Redemption]], Redemption],
+                 register: Callable[[CredentialSpec], Credential]) -> None:
+        self.settings = settings
+        self.vault = vault
+        self.leases = leases
+        self.identity = identity
+        self.retrying = retrying
+        self.register = register
+
+    def import_file(self, path: Path) -> ImportReport:
+        """Read, check, then import every row of `path`; the module docstring has the rules."""
+        rows = read_rows(Path(path))
+        report = ImportReport()
+        for row in rows:
+            with bound(credential=row.id or None):
+                outcome, why = _import_row(self, row)
+            if outcome == "imported":
+                report.imported.append(row.id)
+                if why:
+                    report.notes[row.id] = why
+            elif outcome == "skipped":
+                report.skipped.append((row.id, why))
+            else:
+                report.failed.append((row.id, why))
+        log.info("import of %s: %d imported, %d skipped, %d failed", Path(path).name,
+                 len(report.imported), len(report.skipped), len(report.failed))
+        return report
 
 
 # -- reading the file -------------------------------------------------------------------------
@@ -251,17 +274,17 @@ def _check_rows(rows: list[Row]) -> None:
 # -- importing one row ----------------------------------------------------------------------
 
 
-def _import_row(broker, row: Row) -> tuple[str, str]:
+def _import_row(importer: Importer, row: Row) -> tuple[str, str]:
     """("imported" | "skipped" | "failed", why); never raises for one row's problems."""
     now = datetime.now(UTC)
     token = row.values["refresh_token"].strip()
     try:
-        existing = broker.get_credential(row.id)
+        existing = importer.vault.get_credential(row.id)
     except CredentialNotFound:
         existing = None
     except BrokerError as exc:
         return "failed", f"line {row.line}: {exc}"
-    if existing is not None and existing.status(now, broker.settings.warn_days) in _WORKING:
+    if existing is not None and existing.status(now, importer.settings.warn_days) in _WORKING:
         return "skipped", "already active in the vault (its token is kept)"
     try:
         spec = _spec(row, existing, now)
@@ -272,8 +295,8 @@ def _import_row(broker, row: Row) -> tuple[str, str]:
     if token == PLACEHOLDER_VALUE:
         return "failed", f"line {row.line}: refresh_token is not a token"
     try:
-        with broker.leases.hold(spec.id, wait=LEASE_WAIT):
-            return _redeem_and_store(broker, row, spec, existing, token, now)
+        with importer.leases.hold(spec.id, wait=LEASE_WAIT):
+            return _redeem_and_store(importer, row, spec, existing, token, now)
     except Conflict as exc:
         return "failed", f"line {row.line}: {exc} Import the file again later."
     except BrokerError as exc:
@@ -296,29 +319,31 @@ def _same_app(row: Row, spec: CredentialSpec, existing: Credential) -> None:
             f"with `broker credentials edit {existing.id}` first")})
 
 
-def _redeem_and_store(broker, row: Row, spec: CredentialSpec, existing: Credential | None,
-                      token: str, now: datetime) -> tuple[str, str]:
+def _redeem_and_store(importer: Importer, row: Row, spec: CredentialSpec,
+                      existing: Credential | None, token: str,
+                      now: datetime) -> tuple[str, str]:
+    vault = importer.vault
     if existing is not None:  # re-read under the lease: a consent may have just landed
-        existing = broker.get_credential(spec.id)
-        if existing.status(now, broker.settings.warn_days) in _WORKING:
+        existing = vault.get_credential(spec.id)
+        if existing.status(now, importer.settings.warn_days) in _WORKING:
             return "skipped", "already active in the vault (its token is kept)"
-    probe = existing or _unsaved_credential(broker, spec)
-    identity = broker.identity
+    probe = existing or _unsaved_credential(vault, spec)
+    identity = importer.identity
     if spec.client_id and spec.client_secret:
         # the secret is not in the vault yet (and is not stored unless the token works)
-        identity = Identity(broker.settings, _GivenSecret(spec.client_secret))
-    redemption = broker.rotator.retrying(lambda: identity.redeem(probe, token))
+        identity = Identity(importer.settings, _GivenSecret(spec.client_secret))
+    redemption = importer.retrying(lambda: identity.redeem(probe, token))
     claims = redemption.claims
     user = str(claims.get("upn") or claims.get("unique_name") or claims.get("oid") or "")
     mfa = "mfa" in (claims.get("amr") or [])
     if existing is None:
-        credential = broker.add_credential(spec)
+        credential = importer.register(spec)
     else:
         if spec.client_id and spec.client_secret:
-            broker.vault.write_client_secret(spec.id, spec.client_secret,
-                                             _end_of_day(spec.secret_expires_on))
+            vault.write_client_secret(spec.id, spec.client_secret,
+                                      _end_of_day(spec.secret_expires_on))
         credential = existing
-    version = broker.vault.write_token(
+    version = vault.write_token(
         credential, redemption.refresh_token, source=Source.IMPORT, obtained_at=datetime.now(UTC),
         consented_by=user, mfa=mfa, roles=role_names(claims),
     )
@@ -327,12 +352,12 @@ def _redeem_and_store(broker, row: Row, spec: CredentialSpec, existing: Credenti
                                        "refuse it: have an admin consent again with MFA")
 
 
-def _unsaved_credential(broker, spec: CredentialSpec) -> Credential:
+def _unsaved_credential(vault, spec: CredentialSpec) -> Credential:
     """The credential as it will be registered, to redeem with before anything is written."""
     return Credential(
         id=spec.id, environment=spec.environment, product=spec.product,
         marketplace=spec.marketplace, tenant_id=spec.tenant_id, client_id=spec.client_id,
-        stored_status=Status.PENDING_CONSENT, secret_id=broker.vault.secret_id(spec.id),
+        stored_status=Status.PENDING_CONSENT, secret_id=vault.secret_id(spec.id),
         latest=None,
     )
 
@@ -355,14 +380,3 @@ def _end_of_day(value: date | None) -> datetime:
         raise InvalidInput(errors={"secret_expires_on": "Enter the date the client secret "
                                                         "expires."})
     return datetime.combine(value, time(23, 59, 59), tzinfo=UTC)
-
-
-def iter_report(report: ImportReport) -> Iterator[tuple[str, str, str]]:
-    """(id, result, why) rows in file order of results: imported, skipped, failed."""
-    for cid in report.imported:
-        yield cid, "imported", report.notes.get(cid, "")
-    for cid, why in report.skipped:
-        yield cid, "skipped", why
-    for cid, why in report.failed:
-        yield cid, "failed", why
-

@@ -13,11 +13,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from broker.credentials import Status
 from broker.errors import BrokerError, CredentialNotFound, InvalidInput, TransientFailure
 from broker.logs import bound, get_logger
+from broker.notify import Event
 from broker.queue import (
     MAX_DEQUEUE_COUNT,
     POISON_QUEUE_NAME,
@@ -25,6 +26,9 @@ from broker.queue import (
     RotationMessage,
     RotationQueue,
 )
+
+if TYPE_CHECKING:
+    from broker.service import Broker
 
 log = get_logger(__name__)
 
@@ -66,7 +70,7 @@ def send_all(queue: RotationQueue, messages: list[tuple[str, float]]) -> int:
         return sum(pool.map(one, messages))
 
 
-def enqueue_due(broker, queue: RotationQueue, now: datetime | None = None) -> list:
+def enqueue_due(service: Broker, queue: RotationQueue, now: datetime | None = None) -> list:
     """Put one message per due credential on the queue, delayed as the broker planned (spread
     over the night); returns the DueItems enqueued. Re-running it only adds duplicates, which
     are no-ops.
@@ -78,7 +82,7 @@ def enqueue_due(broker, queue: RotationQueue, now: datetime | None = None) -> li
     anyway.
     """
     now = now or datetime.now(UTC)
-    items = broker.due(now)
+    items = service.due(now)
     if not items:
         log.info("due-scan: nothing due")
         return []
@@ -93,7 +97,7 @@ def enqueue_due(broker, queue: RotationQueue, now: datetime | None = None) -> li
     return items
 
 
-def enqueue_validations(broker, queue: RotationQueue, now: datetime | None = None) -> int:
+def enqueue_validations(service: Broker, queue: RotationQueue, now: datetime | None = None) -> int:
     """The daily validation, fanned out: one `validate` message per active (or expiring)
     credential from one listing, spread over the rotation window; returns how many were sent.
 
@@ -101,14 +105,14 @@ def enqueue_validations(broker, queue: RotationQueue, now: datetime | None = Non
     `cs-<id>`'s expiry); the rest happens per credential in `validate_message`.
     """
     now = now or datetime.now(UTC)
-    warn_days = broker.settings.warn_days
-    window = broker.settings.rotate_window_hours
-    targets = [c for c in broker.list_credentials()
+    warn_days = service.settings.warn_days
+    window = service.settings.rotate_window_hours
+    targets = [c for c in service.list_credentials()
                if c.status(now, warn_days) in (Status.ACTIVE, Status.EXPIRING)]
     for credential in targets:
         days = credential.days_until_secret_expiry(now)
         if days is not None and days <= warn_days:
-            _notify(broker, "secret-expiring", credential.id,
+            _notify(service, "secret-expiring", credential.id,
                     f"The partner app's client secret expires in {max(days, 0)} days.",
                     f"create a new client secret and save it with "
                     f"`broker credentials edit {credential.id}`")
@@ -121,17 +125,17 @@ def enqueue_validations(broker, queue: RotationQueue, now: datetime | None = Non
     return sent
 
 
-def handle_message(broker, body: str | bytes):
+def handle_message(service: Broker, body: str | bytes):
     """The queue trigger's one entry: rotate or validate, as the message says."""
     message = _parse(body)
     if message is None:
         return None
     if message.job == "validate":
-        return validate_message(broker, message)
-    return rotate_message(broker, message)
+        return validate_message(service, message)
+    return rotate_message(service, message)
 
 
-def rotate_message(broker, body):
+def rotate_message(service: Broker, body):
     """Rotate the credential a message names, once. Returns the RotationResult, or None when
     there was nothing to do (not our message, credential removed, already rotated since).
 
@@ -141,12 +145,12 @@ def rotate_message(broker, body):
     if message is None:
         return None
     if message.job != "rotate":
-        return validate_message(broker, message)
+        return validate_message(service, message)
     with bound(credential=message.credential_id):
         try:
             # without a version id (the due-scan lists none), what was current when the
             # message was written is whatever was obtained before it
-            result = broker.rotate(
+            result = service.rotate(
                 message.credential_id, expected_version=message.version, wait=LEASE_WAIT_S,
                 older_than=message.enqueued_at if message.version is None else None)
         except CredentialNotFound:
@@ -159,13 +163,13 @@ def rotate_message(broker, body):
         return result
 
 
-def validate_message(broker, message: RotationMessage):
+def validate_message(service: Broker, message: RotationMessage):
     """Validate the credential a `validate` message names; returns the report (None when the
     credential was removed). Raises TransientFailure when a service was unavailable, so the
     queue tries again later; failures a person must fix are notified."""
     with bound(credential=message.credential_id):
         try:
-            report = broker.validate(message.credential_id)
+            report = service.validate(message.credential_id)
         except CredentialNotFound:
             log.info("validate %s: skipped (the credential was removed)", message.credential_id)
             return None
@@ -174,11 +178,11 @@ def validate_message(broker, message: RotationMessage):
         if report.result in ("unavailable", "busy"):
             raise TransientFailure(f"Validation of {message.credential_id}: {report.message}")
         if not report.ok:
-            _notify_validation(broker, message.credential_id, report)
+            _notify_validation(service, message.credential_id, report)
         return report
 
 
-def poison_message(broker, body: str | bytes) -> bool:
+def poison_message(service: Broker, body: str | bytes) -> bool:
     """A rotation message that failed every try: flag the credential `error` and notify.
 
     Returns whether the credential was flagged. A message about a version that has since been
@@ -194,7 +198,7 @@ def poison_message(broker, body: str | bytes) -> bool:
         return False
     with bound(credential=message.credential_id):
         try:
-            latest = broker.get_credential(message.credential_id).latest
+            latest = service.get_credential(message.credential_id).latest
         except CredentialNotFound:
             log.info("poison %s: the credential was removed; nothing to flag",
                      message.credential_id)
@@ -205,7 +209,7 @@ def poison_message(broker, body: str | bytes) -> bool:
         if superseded:
             log.info("poison %s: a newer version exists; not flagged", message.credential_id)
             return False
-        broker.mark_error(
+        service.mark_error(
             message.credential_id,
             f"Rotation failed {MAX_DEQUEUE_COUNT} times in a row (message enqueued "
             f"{message.enqueued_at:%Y-%m-%d %H:%M} UTC) and was moved to {POISON_QUEUE_NAME}. "
@@ -215,7 +219,8 @@ def poison_message(broker, body: str | bytes) -> bool:
         return True
 
 
-def near_expiry_event(broker, event_data: Mapping[str, Any], *, event_type: str = NEAR_EXPIRY):
+def near_expiry_event(service: Broker, event_data: Mapping[str, Any], *,
+                      event_type: str = NEAR_EXPIRY):
     """Key Vault says a version of `rt-<id>` is near expiry (or expired): rotate it now.
 
     Old versions expire all the time (rotation never deletes them), so only an event about the
@@ -233,7 +238,7 @@ def near_expiry_event(broker, event_data: Mapping[str, Any], *, event_type: str 
         return None
     with bound(credential=credential_id):
         try:
-            latest = broker.get_credential(credential_id).latest
+            latest = service.get_credential(credential_id).latest
         except InvalidInput:  # CredentialNotFound, or a name that is no credential id
             log.info("%s for %s: no such credential; ignored", event_type, name)
             return None
@@ -241,27 +246,27 @@ def near_expiry_event(broker, event_data: Mapping[str, Any], *, event_type: str 
             log.info("%s for %s: about an older version; ignored", event_type, name)
             return None
         try:
-            result = broker.rotate(credential_id, expected_version=latest.version,
+            result = service.rotate(credential_id, expected_version=latest.version,
                                    wait=LEASE_WAIT_S)
         except BrokerError as exc:
-            _tell(broker, credential_id, event_type, str(exc))
+            _tell(service, credential_id, event_type, str(exc))
             return None
         log.info("%s for %s: %s (%s)", event_type, name, result.outcome, result.message)
         if result.outcome == "deferred":
-            _tell(broker, credential_id, event_type, result.message)
+            _tell(service, credential_id, event_type, result.message)
         return result
 
 
-def _tell(broker, credential_id: str, event_type: str, why: str) -> None:
+def _tell(service: Broker, credential_id: str, event_type: str, why: str) -> None:
     state = "has expired" if event_type == EXPIRED else "is near its expiry"
-    _notify(broker, "token-expiring", credential_id,
+    _notify(service, "token-expiring", credential_id,
             f"Key Vault reports that the refresh token {state} and it could not be rotated "
             f"now: {why}",
             f"run `broker rotate {credential_id}` once Key Vault and Entra ID are reachable; "
             "if the token has expired, an admin must consent again")
 
 
-def validate_all(broker) -> list:
+def validate_all(service: Broker) -> list:
     """Validate every active (or expiring) credential, a few at a time; returns the reports.
 
     The broker records each result on the version and notifies the failures it classifies
@@ -269,25 +274,25 @@ def validate_all(broker) -> list:
     caller (no MFA, Partner Center refusing) and client secrets close to their expiry.
     """
     now = datetime.now(UTC)
-    warn_days = broker.settings.warn_days
-    credentials = broker.list_credentials()
+    warn_days = service.settings.warn_days
+    credentials = service.list_credentials()
     targets = [c for c in credentials
                if c.status(now, warn_days) in (Status.ACTIVE, Status.EXPIRING)]
 
     def one(credential):
         with bound(credential=credential.id):
             try:
-                report = broker.validate(credential.id)
+                report = service.validate(credential.id)
             except BrokerError as exc:
                 log.warning("validate %s: %s", credential.id, exc)
                 return None
             log.info("validate %s: %s (%s)", credential.id, "ok" if report.ok else "failed",
                      report.message)
             if not report.ok:
-                _notify_validation(broker, credential.id, report)
+                _notify_validation(service, credential.id, report)
             days = credential.days_until_secret_expiry(now)
             if days is not None and days <= warn_days:
-                _notify(broker, "secret-expiring", credential.id,
+                _notify(service, "secret-expiring", credential.id,
                         f"The partner app's client secret expires in {max(days, 0)} days.",
                         f"create a new client secret and save it with "
                         f"`broker credentials edit {credential.id}`")
@@ -296,7 +301,7 @@ def validate_all(broker) -> list:
     if not targets:
         log.info("validate-all: no active credentials")
         return []
-    workers = max(1, min(broker.settings.rotate_concurrency, len(targets)))
+    workers = max(1, min(service.settings.rotate_concurrency, len(targets)))
     with ThreadPoolExecutor(workers, thread_name_prefix="validate") as pool:
         reports = [r for r in pool.map(one, targets) if r is not None]
     log.info("validate-all: %d ok, %d failed of %d", sum(r.ok for r in reports),
@@ -304,27 +309,20 @@ def validate_all(broker) -> list:
     return reports
 
 
-def _notify_validation(broker, credential_id: str, report) -> None:
+def _notify_validation(service: Broker, credential_id: str, report) -> None:
     """Notify a failed validation unless the broker did already (needs-consent/error) or it is
     worth only a retry tomorrow (a service unavailable, another writer busy)."""
     if report.result == "no-mfa":
-        _notify(broker, "needs-consent", credential_id, report.message,
+        _notify(service, "needs-consent", credential_id, report.message,
                 "an admin must consent again, signing in with multi-factor authentication")
     elif report.result == "partner-center":
-        _notify(broker, "error", credential_id, report.message,
+        _notify(service, "error", credential_id, report.message,
                 "check that the consenting account still holds the Admin Agent role and that "
                 "the partner's Partner Center account is active")
 
 
-def _notify(broker, kind: str, credential_id: str, message: str, action: str) -> None:
-    from broker.notify import Event
-
-    try:
-        broker.notifier.notify(Event(kind=kind, credential_id=credential_id, message=message,
-                                     action=action))
-    except Exception as exc:  # notifications are best effort by contract
-        log.warning("notification %s for %s failed: %s", kind, credential_id,
-                    type(exc).__name__)
+def _notify(service: Broker, kind: str, credential_id: str, message: str, action: str) -> None:
+    service.notify(Event(kind=kind, credential_id=credential_id, message=message, action=action))
 
 
 def _parse(body: str | bytes) -> RotationMessage | None:

@@ -107,6 +107,43 @@ class TokenResolver:
                                                 "https://api.partnercenter.microsoft.com/.default"})
         return self._resolve(self._access, key, lambda: self._fetch_access(url, scope)).value
 
+    def describe(self, url: str) -> dict[str, Any]:
+        """The properties of the version a consumer gets at `url`, without its value: which
+        version, when obtained and by whom, whether with MFA (`not_before` and `expires_on` as
+        datetimes). Not cached: a look, not a hot path."""
+        from broker.vault import parse_secret_id, vault_errors
+
+        ident = parse_secret_id(url)
+        credential_id = ident.name[len(RT_PREFIX):]
+        with vault_errors(credential_id):
+            props = self._client(ident.vault_url).get_secret(ident.name, ident.version).properties
+        tags = dict(props.tags or {})
+        return {
+            "secret_id": props.id,
+            "credential_id": tags.get("credential") or credential_id,
+            "version": props.version,
+            "enabled": bool(props.enabled),
+            "status": tags.get("status"),
+            "source": tags.get("source"),
+            "obtained_at": tags.get("obtained_at"),
+            "not_before": props.not_before,
+            "expires_on": props.expires_on,
+            "tenant_id": tags.get("tenant_id"),
+            "client_id": tags.get("client_id"),
+            "consented_by": tags.get("consented_by") or None,
+            "mfa": tags.get("mfa") == "true",
+        }
+
+    def access_token_claims(self, url: str, scope: str) -> dict[str, Any]:
+        """What the access token for `scope` says about itself (audience, tenant, user, `amr`).
+
+        Read without checking the signature: the token came from Entra over TLS just now, and
+        the broker is not its audience. For showing, never for trusting.
+        """
+        from broker.identity import unverified_claims
+
+        return unverified_claims(self.access_token(url, scope))
+
     def close(self) -> None:
         with self._lock:
             clients, self._clients = list(self._clients.values()), {}

@@ -45,6 +45,7 @@ from broker.errors import (
 from broker.fencing import settle
 from broker.identity import Redemption
 from broker.logs import bound, correlation_id, get_logger
+from broker.notify import Event
 
 log = get_logger(__name__)
 
@@ -172,8 +173,9 @@ def plan(credentials: Iterable[Credential], now: datetime, settings) -> list[Due
 class Rotator:
     """Rotates credentials under their lease; also the renewal step `validate` reuses."""
 
-    def __init__(self, settings, vault, leases, identity, *, notify: Callable, invites,
-                 retry: RetryPolicy | None = None, sleep: Callable[[float], None] = time.sleep):
+    def __init__(self, settings, vault, leases, identity, *, notify: Callable[[Event], None],
+                 invites, retry: RetryPolicy | None = None,
+                 sleep: Callable[[float], None] = time.sleep):
         self.settings = settings
         self.vault = vault
         self.leases = leases
@@ -325,11 +327,11 @@ class Rotator:
                 invite_url = self.invites.create(credential.id, reuse_open=True).url
         except BrokerError as failure:
             log.warning("could not record %s on %s: %s", status.value, credential.id, failure)
-        self._notify(
-            "needs-consent" if needs_consent else "error", credential.id,
-            status_message(credential.id, status, reason), action_text(credential.id, reason),
-            invite_url,
-        )
+        self._notify(Event(
+            kind="needs-consent" if needs_consent else "error", credential_id=credential.id,
+            message=status_message(credential.id, status, reason),
+            action=action_text(credential.id, reason), invite_url=invite_url,
+        ))
         return outcome
 
     def _warn_if_at_risk(self, credential: Credential, latest: TokenVersion,
@@ -337,9 +339,11 @@ class Rotator:
         expires = latest.expires_on
         if expires is not None and expires - datetime.now(UTC) <= timedelta(
                 days=self.settings.warn_days):
-            self._notify("rotation-failed", credential.id,
-                         f"Rotation was deferred and the token expires on {expires:%Y-%m-%d}: "
-                         f"{exc}", "check that Key Vault and Entra ID are reachable", None)
+            self._notify(Event(
+                kind="rotation-failed", credential_id=credential.id,
+                message=f"Rotation was deferred and the token expires on {expires:%Y-%m-%d}: "
+                        f"{exc}",
+                action="check that Key Vault and Entra ID are reachable"))
 
     # many credentials
 

@@ -4,6 +4,13 @@ It wires the vault, the leases, Entra (through MSAL) and the notifier together, 
 credential life cycle rules that span them: registering writes a disabled placeholder, editing
 the app or tenant asks for consent again (old token versions are disabled, never deleted), and
 every write of a token version happens under the credential's lease.
+
+Why a facade and not the collaborators themselves: adapters (`consent_web`, `function_app.py`,
+`broker.cli`, `broker.runtime`, `broker.jobs`) depend on this one type, so a web unit test swaps
+one object (`FakeBroker`, held to this class by a contract test) and the import contracts can
+forbid adapters the plumbing modules. Its methods that write drop the cached listing, which is
+why even the one-line ones (`rotate`, `validate`, `finish_consent`...) must be called here and
+not on a collaborator. The collaborators stay attributes for tests that inspect the vault.
 """
 
 from __future__ import annotations
@@ -36,8 +43,10 @@ from broker.errors import (
     TransientFailure,
 )
 from broker.identity import Identity
+from broker.importer import Importer
 from broker.invites import Invite, Invites
 from broker.logs import get_logger
+from broker.notify import Event
 from broker.rotation import (
     DueItem,
     RetryPolicy,
@@ -52,8 +61,11 @@ from broker.validation import ValidationReport, Validator
 from broker.vault import RemovedCredential
 
 if TYPE_CHECKING:
-    from broker import importer
+    from broker.importer import ImportReport
+    from broker.locks import Leases
+    from broker.notify import Notifier
     from broker.settings import Settings
+    from broker.vault import Vault
 
 log = get_logger(__name__)
 
@@ -135,10 +147,15 @@ def _writes(method):
 
 
 class Broker:
-    """Everything an adapter may do with credentials; see /work/plan/API.md."""
+    """Everything an adapter may do with credentials (see the module docstring for why).
 
-    def __init__(self, settings: Settings | None = None, *, vault=None, leases=None,
-                 notifier=None, identity=None, retry: RetryPolicy | None = None) -> None:
+    Collaborators default to what the settings describe; tests pass their own (a recording
+    notifier, a fast retry policy).
+    """
+
+    def __init__(self, settings: Settings | None = None, *, vault: Vault | None = None,
+                 leases: Leases | None = None, notifier: Notifier | None = None,
+                 identity: Identity | None = None, retry: RetryPolicy | None = None) -> None:
         if settings is None:
             from broker.settings import load_settings
 
@@ -162,10 +179,12 @@ class Broker:
         self.notifier = notifier
         self.identity = identity or Identity(settings, vault)
         self.invites = Invites(settings, vault)
-        self.rotator = Rotator(settings, vault, leases, self.identity, notify=self._notify,
+        self.rotator = Rotator(settings, vault, leases, self.identity, notify=self.notify,
                                invites=self.invites, retry=retry)
         self.consent = Consent(settings, vault, leases, self.identity, self.invites)
         self.validator = Validator(settings, vault, leases, self.rotator)
+        self.importer = Importer(settings, vault, leases, self.identity,
+                                 retrying=self.rotator.retrying, register=self.add_credential)
         self._listing = _Listing(self.vault.list_credentials)
 
     # -- reading -------------------------------------------------------------------------------
@@ -352,6 +371,10 @@ class Broker:
     def open_invite(self, token: str) -> Credential:
         return self.invites.open(token)
 
+    def current_invite(self, credential: Credential) -> Invite | None:
+        """The credential's open, unexpired invite (its link signed again), if there is one."""
+        return self.invites.open_invite(credential)
+
     # -- rotation --------------------------------------------------------------------------------
 
     @_writes
@@ -384,9 +407,10 @@ class Broker:
         reason = Reason("rotation-failed", datetime.now(UTC), "worker")
         self.vault.update_tags(credential_id, latest.version, base=latest,
                                **status_tags(Status.ERROR, reason))
-        self._notify("error", credential_id,
-                     f"{status_message(credential_id, Status.ERROR, reason)} {message}",
-                     action_text(credential_id, reason), None)
+        self.notify(Event(kind="error", credential_id=credential_id,
+                          message=f"{status_message(credential_id, Status.ERROR, reason)} "
+                                  f"{message}",
+                          action=action_text(credential_id, reason)))
 
     # -- validation and import ---------------------------------------------------------------
 
@@ -395,24 +419,33 @@ class Broker:
         return self.validator.validate(credential_id)
 
     @_writes
-    def import_file(self, path: Path) -> importer.ImportReport:
-        from broker.importer import import_file
-
-        return import_file(self, Path(path))
+    def import_file(self, path: Path) -> ImportReport:
+        return self.importer.import_file(Path(path))
 
     # -- notifications ---------------------------------------------------------------------------
 
-    def _notify(self, kind: str, credential_id: str, message: str, action: str,
-                invite_url: str | None) -> None:
-        """Tell a human; a notifier that fails must never fail the operation that called it."""
-        from broker.notify import Event
+    @property
+    def notifications_enabled(self) -> bool:
+        """Whether `notify` reaches anyone (a webhook, or SMTP with recipients)."""
+        return bool(getattr(self.notifier, "enabled", False))
 
+    @property
+    def email_enabled(self) -> bool:
+        """Whether `email` can send at all (BROKER_SMTP_URL is set; the recipient may be given)."""
+        return bool(getattr(self.notifier, "smtp_url", None))
+
+    def notify(self, event: Event) -> None:
+        """Tell a human; a notifier that fails must never fail the operation that called it."""
         try:
-            self.notifier.notify(Event(kind=kind, credential_id=credential_id, message=message,
-                                       action=action, invite_url=invite_url))
+            self.notifier.notify(event)
         except Exception as exc:  # notifications are best effort by contract
-            log.warning("notification %s for %s failed: %s", kind, credential_id,
+            log.warning("notification %s for %s failed: %s", event.kind, event.credential_id,
                         type(exc).__name__)
+
+    def email(self, event: Event, to: list[str] | None = None) -> bool:
+        """Email `event` to `to` (default BROKER_NOTIFY_EMAIL) only; True once the server took
+        it. For callers that must tell a person whether the mail went out."""
+        return self.notifier.email(event, to)
 
 
 def _end_of_day(value: date | None) -> datetime:

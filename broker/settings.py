@@ -66,6 +66,14 @@ class Settings:
         """Blob leases when any form of `AzureWebJobsStorage` is configured, else file locks."""
         return bool(self.storage or self.storage_account or self.storage_blob_url)
 
+    @property
+    def authority_is_microsoft(self) -> bool:
+        """Whether the authority is Entra ID itself; MSAL's instance discovery works only there
+        (devstack's authority is not one it knows)."""
+        from broker.identity import is_microsoft_host
+
+        return is_microsoft_host(self.authority_host)
+
 
 def load_settings(environ: Mapping[str, str] | None = None, *, dotenv: bool = True) -> Settings:
     """Build `Settings` from `environ` (default `os.environ`) over `./.env` (never overriding)."""

@@ -25,6 +25,7 @@ from azure.keyvault.secrets import KeyVaultSecretIdentifier, SecretClient
 from broker.credentials import (
     CPV,
     CS_PREFIX,
+    PLACEHOLDER_VALUE,
     REASON_TAG,
     RT_PREFIX,
     Credential,
@@ -54,7 +55,6 @@ if TYPE_CHECKING:
 
 RT_CONTENT_TYPE = "application/vnd.partner-refresh-token"
 CS_CONTENT_TYPE = "application/vnd.partner-client-secret"
-PLACEHOLDER_VALUE = "pending-consent"
 MAX_TAGS, MAX_TAG_VALUE = 15, 256
 # vault hosts whose challenge resource the SDK can verify; anything else (devstack) cannot
 AZURE_VAULT_DOMAINS = (

@@ -22,7 +22,6 @@ from flask import (
     url_for,
 )
 
-from broker.identity import is_microsoft_host
 from consent_web import site
 from consent_web.operators import Operator, allowed, local_sign_in, safe_next, sign_in, sign_out
 from consent_web.security import flow_seal
@@ -158,6 +157,6 @@ def _operator_app(settings) -> msal.ConfidentialClientApplication:
         settings.operator_client_id,
         client_credential=settings.operator_client_secret,
         authority=f"{settings.authority_host.rstrip('/')}/{settings.operator_tenant_id}",
-        instance_discovery=None if is_microsoft_host(settings.authority_host) else False,
+        instance_discovery=None if settings.authority_is_microsoft else False,
         token_cache=msal.TokenCache(),
     )

@@ -14,6 +14,7 @@ from datetime import timedelta
 
 from flask import Blueprint, current_app, g, redirect, render_template, request, session, url_for
 
+from broker.credentials import latest_secret_id
 from broker.errors import (
     AppMisconfigured,
     BrokerError,
@@ -119,14 +120,6 @@ GENERIC_FAILURE = Failure(
     "Start the consent again; if it keeps failing, check the site's logs.", 502)
 
 
-def latest_url(secret_id: str) -> str:
-    """`https://<vault>/secrets/rt-<id>` from the identifier of one version."""
-    from broker.vault import parse_secret_id
-
-    parsed = parse_secret_id(secret_id)
-    return f"{parsed.vault_url.rstrip('/')}/secrets/{parsed.name}"
-
-
 def redirect_uri() -> str:
     return site.get_settings().public_url.rstrip("/") + "/consent/callback"
 
@@ -180,7 +173,7 @@ def callback():
         "version": result.version,
         "secret_id": result.secret_id,
         # consumers are given the unversioned URL: it always resolves to the newest token
-        "secret_url": latest_url(result.secret_id),
+        "secret_url": latest_secret_id(result.secret_id),
         "consented_by": result.consented_by,
         "roles": list(result.roles),
         "mfa": bool(result.mfa),

@@ -25,8 +25,7 @@ EMAIL = re.compile(r"^[^@\s<>,;]{1,64}@[a-z0-9-]+(\.[a-z0-9-]+)+$", re.IGNORECAS
 def create(credential_id: str):
     broker = site.get_broker()
     credential = broker.get_credential(credential_id)
-    notifier = broker.notifier
-    can_email = bool(getattr(notifier, "smtp_url", None))
+    can_email = broker.email_enabled
     invite, emailed_to, error, address = None, None, None, ""
     if request.method == "POST":  # CSRFProtect has checked the token already
         address = (request.form.get("email") or "").strip()
@@ -38,12 +37,12 @@ def create(credential_id: str):
         if error is None:
             invite = broker.create_invite(credential_id)
             if request.form.get("send") == "email":
-                if notifier.email(_invite_event(credential, invite), to=[address]):
+                if broker.email(_invite_event(credential, invite), to=[address]):
                     emailed_to = address
                 else:
                     error = (f"The link was created, but the email to {address} could not be "
                              "sent (see the site's log); copy the link and send it yourself.")
-    current = None if invite else broker.invites.open_invite(credential)
+    current = None if invite else broker.current_invite(credential)
     # the link is shown in this response only: never in a redirect URL or a flashed cookie
     page = render_template("invites/create.html", credential=credential, invite=invite,
                            current=current, emailed_to=emailed_to, can_email=can_email,

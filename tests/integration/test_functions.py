@@ -7,7 +7,7 @@ what the Storage Queues extension does (QueueListener / QueueProcessor in Azure/
 sdk/storage/Microsoft.Azure.WebJobs.Extensions.Storage.Common/src/Shared/Queues/): receive from
 Azurite, hand the function a `func.QueueMessage` carrying Azurite's own dequeue count, delete on
 success, release on failure until `DequeueCount >= maxDequeueCount`, then copy the body to
-`<queue>-poison` and delete it (broker.queue.QueueProcessor; the 30 s between tries that
+`<queue>-poison` and delete it (broker.runtime.queues.QueueProcessor; the 30 s between tries that
 host.json asks for is 0 here). A private devstack keeps these credentials (200 of them in one
 test) and the injected faults out of everyone else's vault.
 """
@@ -33,11 +33,11 @@ from azure.functions.timer import TimerRequestConverter
 import function_app
 from broker.credentials import CredentialSpec, Source, Status
 from broker.logs import redact
-from broker.queue import MAX_DEQUEUE_COUNT, QueueProcessor, Queues, Received, RotationMessage
+from broker.queue import MAX_DEQUEUE_COUNT, Queues, Received, RotationMessage
 from broker.rotation import RetryPolicy
+from broker.runtime.queues import QueueProcessor, poison_queues
 from broker.service import Broker
 from broker.settings import Settings, load_settings
-from broker.worker import poison_queues
 from devstack import seed
 from tests.support.browserless import consent_with_msal
 from tests.support.devstack import environment, running_devstack

@@ -1,5 +1,6 @@
-"""broker.queue against Azurite (the real Storage queue protocol) and its in-process twin: the
-wire encoding the Functions host expects, dequeue counts, delays and the host's poison rule."""
+"""broker.queue against Azurite (the real Storage queue protocol) and its in-process twin
+(broker.runtime.queues): the wire encoding the Functions host expects, dequeue counts, delays
+and the host's poison rule."""
 
 from __future__ import annotations
 
@@ -17,14 +18,12 @@ from broker.errors import TransientFailure
 from broker.queue import (
     MAX_DEQUEUE_COUNT,
     InvalidMessage,
-    MemoryQueue,
-    QueueProcessor,
     Queues,
     RotationMessage,
     StorageQueue,
-    queues_from_settings,
     storage_queue,
 )
+from broker.runtime.queues import MemoryQueue, QueueProcessor, queues_from_settings
 from broker.settings import Settings
 
 NOW = datetime(2025, 1, 1, 1, 0, tzinfo=UTC)

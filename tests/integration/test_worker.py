@@ -19,10 +19,11 @@ import pytest
 from broker.credentials import Source
 from broker.errors import SettingsError
 from broker.locks import FileLeases
-from broker.queue import MemoryQueue, StorageQueue, queues_from_settings
+from broker.queue import StorageQueue
+from broker.runtime.queues import MemoryQueue, queues_from_settings
+from broker.runtime.worker import run_worker
 from broker.service import Broker
 from broker.settings import Settings, load_settings
-from broker.worker import run_worker
 from devstack import seed
 from tests.integration.test_functions import DUE_AGE_DAYS, FRESH_AGE_DAYS, add_consented
 from tests.support.browserless import consent_with_msal
@@ -91,7 +92,7 @@ def test_worker_rotates_due_credentials_on_a_per_second_schedule_in_process(
     assert isinstance(broker.leases, FileLeases)  # the embedded default
     due = [add_consented(broker, consented, DUE_AGE_DAYS) for _ in range(3)]
     fresh = add_consented(broker, consented, FRESH_AGE_DAYS)
-    with caplog.at_level("INFO", logger="broker"), Running(settings, broker=broker) as running:
+    with caplog.at_level("INFO", logger="broker"), Running(settings, service=broker) as running:
         wait_until(lambda: all(rotated(broker, c) for c in due))
         time.sleep(1.5)  # more per-second scans: the rotated ones are no longer due
     assert running.result == [0]
@@ -117,7 +118,7 @@ def test_worker_uses_the_azure_storage_queue_and_blob_leases_when_storage_is_set
     broker = Broker(settings)
     assert not isinstance(broker.leases, FileLeases)
     due = [add_consented(broker, consented, DUE_AGE_DAYS) for _ in range(2)]
-    with caplog.at_level("INFO", logger="broker"), Running(settings, broker=broker):
+    with caplog.at_level("INFO", logger="broker"), Running(settings, service=broker):
         wait_until(lambda: all(rotated(broker, c) for c in due))
     assert "(Azure Storage)" in caplog.text
     assert all(len(broker.versions(c)) == 3 for c in due)
@@ -134,7 +135,7 @@ def test_a_run_missed_while_stopped_happens_at_start_marked_past_due(
     (timers / "rotate_due.json").write_text(json.dumps({
         "schedule": YEARLY, "last": (yesterday - timedelta(days=365)).isoformat(),
         "next": yesterday.isoformat()}))
-    with caplog.at_level("INFO", logger="broker"), Running(settings, broker=broker):
+    with caplog.at_level("INFO", logger="broker"), Running(settings, service=broker):
         wait_until(lambda: rotated(broker, due))
     assert "timer rotate_due is past due" in caplog.text
     status = json.loads((timers / "rotate_due.json").read_text())
@@ -148,7 +149,7 @@ def test_a_run_missed_while_stopped_happens_at_start_marked_past_due(
 def test_an_invalid_schedule_stops_the_worker_before_it_starts(stack, tmp_path):
     settings = replace(worker_settings(stack, tmp_path), rotate_schedule="0 0 25 * * *")
     with pytest.raises(SettingsError) as caught:
-        run_worker(settings, stop_event=threading.Event(), queues=None, broker=object())
+        run_worker(settings, stop_event=threading.Event(), queues=None, service=object())
     assert caught.value.setting == "BROKER_ROTATE_SCHEDULE"
     assert "hour 25" in str(caught.value)
 
@@ -171,7 +172,7 @@ def test_sigterm_stops_a_worker_process_cleanly(stack, tmp_path):
            "BROKER_ROTATE_SCHEDULE": YEARLY, "BROKER_VALIDATE_SCHEDULE": YEARLY}
     env.pop("AzureWebJobsStorage", None)
     code = ("import sys; from broker.settings import load_settings; "
-            "from broker.worker import run_worker; sys.exit(run_worker(load_settings()))")
+            "from broker.runtime.worker import run_worker; sys.exit(run_worker(load_settings()))")
     process = subprocess.Popen([sys.executable, "-c", code], cwd=tmp_path, env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:

@@ -20,7 +20,8 @@ import pytest
 from broker import jobs
 from broker.credentials import Source, Status
 from broker.errors import TransientFailure
-from broker.queue import MemoryQueue, QueueProcessor, Queues
+from broker.queue import Queues
+from broker.runtime.queues import MemoryQueue, QueueProcessor
 from tests.support.broker import (
     RecordingNotifier,
     consented_credential,

@@ -10,8 +10,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from broker.cli import UsageError, build_parser, check, main
-from broker.cli_commands import _invalid, _read_secret
+from broker.cli import main
+from broker.cli.commands import _invalid, _read_secret
+from broker.cli.exits import UsageError
+from broker.cli.parser import build_parser, check
 from broker.errors import CredentialNotFound, InvalidInput
 
 
@@ -204,7 +206,7 @@ def test_an_unknown_credential_is_one_line():
 def test_credential_json_has_the_documented_keys_and_no_value():
     from datetime import UTC, datetime, timedelta
 
-    from broker.cli_render import credential_json, version_json
+    from broker.cli.render import credential_json, version_json
     from broker.credentials import Credential, Status, TokenVersion
 
     now = datetime(2030, 1, 1, tzinfo=UTC)

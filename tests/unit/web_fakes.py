@@ -53,11 +53,6 @@ class RecordingNotifier:
         return True
 
 
-class FakeInvites:
-    def open_invite(self, credential, *, now=None):
-        return None
-
-
 class FakeBroker:
     def __init__(self, settings: Settings | None = None):
         self.settings = settings or unit_settings()
@@ -70,11 +65,27 @@ class FakeBroker:
         self.fail: dict[str, Exception] = {}  # method name -> error to raise once
         self.validation_ok = True
         self.rotation_outcome = "rotated"
-        self.invites = FakeInvites()
 
     def _maybe_fail(self, name: str) -> None:
         if name in self.fail:
             raise self.fail.pop(name)
+
+    @property
+    def notifications_enabled(self) -> bool:
+        return self.notifier.enabled
+
+    def notify(self, event) -> None:
+        self.notifier.notify(event)
+
+    @property
+    def email_enabled(self) -> bool:
+        return bool(self.notifier.smtp_url)
+
+    def email(self, event, to=None) -> bool:
+        return self.notifier.email(event, to)
+
+    def current_invite(self, credential):
+        return None
 
     # reading
     def list_credentials(self, environment=None, *, max_age=0.0):

@@ -2,7 +2,7 @@
 
 The same due-scan and validation run on the same NCRONTAB schedules (`broker.schedule` reads
 them as the host does), and the same per-credential job drains the `rotations` queue with the
-host's retry and poison rule (`broker.queue.QueueProcessor`). Queues are Azure Storage when
+host's retry and poison rule (`broker.runtime.queues.QueueProcessor`). Queues are Azure Storage when
 `AzureWebJobsStorage` is set (so a local worker can share Azurite with the tests, or a real
 account), else in-process; leases are the broker's embedded default (file locks) unless storage
 is configured. Like the host's `use_monitor`, each timer's schedule status is kept on disk
@@ -21,22 +21,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from broker import jobs
 from broker.errors import BrokerError, SettingsError
 from broker.logs import bound, get_logger
-from broker.queue import (
-    RECEIVE_VISIBILITY_S,
-    MemoryQueue,
-    QueueProcessor,
-    Queues,
-    Received,
-    RotationQueue,
-    queues_from_settings,
-    storage_queue,
-    uses_storage_queues,
-)
+from broker.queue import RECEIVE_VISIBILITY_S, Queues, Received, uses_storage_queues
+from broker.runtime.queues import MemoryQueue, QueueProcessor, poison_queues, queues_from_settings
 from broker.schedule import InvalidSchedule, Schedule, parse_schedule
+
+if TYPE_CHECKING:
+    from broker.service import Broker
+    from broker.settings import Settings
 
 log = get_logger(__name__)
 
@@ -117,15 +113,9 @@ def _schedule(setting: str, expression: str) -> Schedule:
         raise SettingsError(setting, f"{setting}: {exc}") from None
 
 
-def poison_queues(settings, poison: RotationQueue) -> Queues:
-    """The poison queue is itself a trigger queue, with its own `-poison` (as in the host)."""
-    name = f"{poison.name}-poison"
-    sink = storage_queue(settings, name) if uses_storage_queues(settings) else MemoryQueue(name)
-    return Queues(poison, sink)
-
-
-def run_worker(settings, *, stop_event: threading.Event | None = None, broker=None,
-               queues: Queues | None = None, threads: int | None = None) -> int:
+def run_worker(settings: Settings, *, stop_event: threading.Event | None = None,
+               service: Broker | None = None, queues: Queues | None = None,
+               threads: int | None = None) -> int:
     """Run until SIGINT/SIGTERM (or `stop_event`); returns 0 after a clean stop.
 
     Raises SettingsError (naming the setting) before starting anything if a schedule is not an
@@ -138,28 +128,28 @@ def run_worker(settings, *, stop_event: threading.Event | None = None, broker=No
     if not logging.getLogger().handlers:
         logs.configure()
     logs.quiet_sdks()  # one line per job is the worker's log
-    if broker is None:
+    if service is None:
         from broker.service import Broker
 
-        broker = Broker(settings)
+        service = Broker(settings)
     queues = queues or queues_from_settings(settings)
     stop = stop_event or threading.Event()
     count = threads or settings.rotate_concurrency
     timers_dir = Path(settings.state_dir) / "timers"
     timers = [
         _Timer("rotate_due", rotate_schedule,
-               lambda: jobs.enqueue_due(broker, queues.rotations), timers_dir / "rotate_due.json"),
+               lambda: jobs.enqueue_due(service, queues.rotations), timers_dir / "rotate_due.json"),
         _Timer("validate_all", validate_schedule,
-               lambda: jobs.enqueue_validations(broker, queues.rotations),
+               lambda: jobs.enqueue_validations(service, queues.rotations),
                timers_dir / "validate_all.json"),
     ]
     consumers = [
         threading.Thread(target=_consume, name=f"rotate-{i + 1}", daemon=True,
-                         args=(QueueProcessor(queues), _rotate(broker), stop))
+                         args=(QueueProcessor(queues), _rotate(service), stop))
         for i in range(count)
     ] + [threading.Thread(target=_consume, name="poison", daemon=True,
                           args=(QueueProcessor(poison_queues(settings, queues.poison)),
-                                _poison(broker), stop))]
+                                _poison(service), stop))]
     with _signals(stop):
         log.info("worker started: %d rotation threads on %s (%s), rotate %r, validate %r",
                  count, queues.rotations.name,
@@ -187,12 +177,12 @@ def run_worker(settings, *, stop_event: threading.Event | None = None, broker=No
     return 0
 
 
-def _rotate(broker) -> Callable[[Received], object]:
-    return lambda message: jobs.handle_message(broker, message.body)
+def _rotate(service: Broker) -> Callable[[Received], object]:
+    return lambda message: jobs.handle_message(service, message.body)
 
 
-def _poison(broker) -> Callable[[Received], object]:
-    return lambda message: jobs.poison_message(broker, message.body)
+def _poison(service: Broker) -> Callable[[Received], object]:
+    return lambda message: jobs.poison_message(service, message.body)
 
 
 def _consume(processor: QueueProcessor, handler: Callable[[Received], object],

@@ -15,30 +15,30 @@ from typing import Any
 
 from rich.table import Table
 
-from broker.cli import EXIT_OK, PARTNER_CENTER_DEFAULT_SCOPE
-from broker.cli_render import iso
+from broker.cli.exits import EXIT_OK, PARTNER_CENTER_DEFAULT_SCOPE
+from broker.cli.render import iso
 
 
 def resolve(ctx) -> int:
     from broker.resolver import TokenResolver
-    from broker.vault import parse_secret_id
 
     args = ctx.args
-    parse_secret_id(args.url)  # InvalidInput (exit 2) before any network call
-    resolver = TokenResolver()
+    resolver = TokenResolver()  # it parses the URL (InvalidInput, exit 2) before any request
     try:
         if args.access_token:
-            token = resolver.access_token(args.url, args.scope or PARTNER_CENTER_DEFAULT_SCOPE)
+            scope = args.scope or PARTNER_CENTER_DEFAULT_SCOPE
             if args.reveal:
-                return _reveal(ctx, token, "access token")
-            summary = claims_summary(token, args.scope or PARTNER_CENTER_DEFAULT_SCOPE)
+                return _reveal(ctx, resolver.access_token(args.url, scope), "access token")
+            summary = claims_summary(resolver.access_token_claims(args.url, scope), scope)
             data = {"secret_id": args.url, "access_token": summary}
             _show(ctx, data, summary, "access token (claims only; --reveal prints the token)")
             return EXIT_OK
         token = resolver.refresh_token(args.url)
         if args.reveal:
             return _reveal(ctx, token, "refresh token")
-        metadata = _metadata(args.url)
+        metadata = resolver.describe(args.url)
+        metadata.update(not_before=iso(metadata["not_before"]),
+                        expires_on=iso(metadata["expires_on"]))
         _show(ctx, metadata, metadata, "refresh token (hidden; --reveal prints it)")
         return EXIT_OK
     finally:
@@ -69,40 +69,8 @@ def _show(ctx, data: dict[str, Any], rows: dict[str, Any], title: str) -> None:
     ctx.out.print(table)
 
 
-def _metadata(url: str) -> dict[str, Any]:
-    """The properties of the version a consumer gets at `url` (the value is not kept)."""
-    from azure.identity import DefaultAzureCredential
-
-    from broker.vault import parse_secret_id, secret_client, vault_errors
-
-    ident = parse_secret_id(url)
-    credential_id = ident.name[3:]
-    with vault_errors(credential_id), DefaultAzureCredential() as credential, \
-            secret_client(ident.vault_url, credential) as client:
-        props = client.get_secret(ident.name, ident.version).properties
-    tags = dict(props.tags or {})
-    return {
-        "secret_id": props.id,
-        "credential_id": tags.get("credential") or credential_id,
-        "version": props.version,
-        "enabled": bool(props.enabled),
-        "status": tags.get("status"),
-        "source": tags.get("source"),
-        "obtained_at": tags.get("obtained_at"),
-        "not_before": iso(props.not_before),
-        "expires_on": iso(props.expires_on),
-        "tenant_id": tags.get("tenant_id"),
-        "client_id": tags.get("client_id"),
-        "consented_by": tags.get("consented_by") or None,
-        "mfa": tags.get("mfa") == "true",
-    }
-
-
-def claims_summary(token: str, scope: str) -> dict[str, Any]:
+def claims_summary(claims: dict[str, Any], scope: str) -> dict[str, Any]:
     """What an access token says about itself; enough to check audience, tenant, user, MFA."""
-    from broker.identity import unverified_claims
-
-    claims = unverified_claims(token)
     expires = claims.get("exp")
     issued = claims.get("iat")
     now = datetime.now(UTC).timestamp()

@@ -1,38 +1,28 @@
-"""`broker` (also `python -m broker`): the operator's command line.
+"""What a `broker` command line may say: argparse, and the cross-argument rules it cannot express.
 
-Exit codes scripts can trust: 0 all went well, 1 something failed (a rotation, a validation, an
-import row, an unreachable service), 2 usage or invalid input (nothing was changed), 130
-interrupted. Errors are one message and a hint on stderr, never a traceback (`--debug` shows
-one). No command prints a token or a secret, except `resolve --reveal`.
+Nothing here reads settings or loads an SDK, so `broker --help` works anywhere and at once.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
-from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
-PARTNER_CENTER_DEFAULT_SCOPE = "https://api.partnercenter.microsoft.com/.default"
+from broker.cli.exits import PARTNER_CENTER_DEFAULT_SCOPE, UsageError
+
 SECRET_FLAGS = ("--client-secret", "--secret", "--refresh-token", "--token")
+DESCRIPTION = """\
+`broker` (also `python -m broker`): the operator's command line.
 
-
-class UsageError(Exception):
-    """A command line that parses but makes no sense; exit 2 with the message."""
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    from broker.cli_commands import run  # imported late: `--help` must work without settings
-
-    return run(args, parser)
+Exit codes scripts can trust: 0 all went well, 1 something failed (a rotation, a validation, an
+import row, an unreachable service), 2 usage or invalid input (nothing was changed), 130
+interrupted. Errors are one message and a hint on stderr, never a traceback (`--debug` shows
+one). No command prints a token or a secret, except `resolve --reveal`."""
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _parser("broker", description=__doc__)
+    parser = _parser("broker", description=DESCRIPTION)
     parser.add_argument("-v", "--verbose", action="count", default=0,
                         help="log progress to stderr (-vv for debug)")
     parser.add_argument("--debug", action="store_true",
@@ -211,7 +201,3 @@ def _positive_float(text: str) -> float:
     if not value > 0 or value != value or value == float("inf"):
         raise argparse.ArgumentTypeError("must be a positive number")
     return value
-
-
-if __name__ == "__main__":
-    sys.exit(main())

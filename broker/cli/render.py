@@ -244,12 +244,10 @@ def import_json(report) -> dict[str, Any]:
 
 
 def import_table(report) -> Table:
-    from broker.importer import iter_report
-
     table = Table(title="import", title_justify="left", header_style="bold")
     for column in ("id", "result", "details"):
         table.add_column(column, overflow="fold")
-    for cid, result, why in iter_report(report):
+    for cid, result, why in report.rows():
         table.add_row(cid, Text(result, style=OUTCOME_STYLES.get(result, "")), why or "-")
     table.caption = (f"{len(report.imported)} imported, {len(report.skipped)} skipped, "
                      f"{len(report.failed)} failed")

@@ -5,8 +5,9 @@ the consent site and the rotation worker with that env. Every child gets its own
 so Ctrl-C reaches only us, and we stop them in reverse order (SIGTERM, then SIGKILL after a
 grace period). If one child dies, all are stopped and its last lines are shown.
 
-This module lives in `broker/` but only starts `python -m devstack` as a process: nothing here
-imports devstack, consent_web or the worker.
+This module only starts `python -m devstack`, `python -m consent_web` and `broker worker` as
+processes: nothing here imports devstack, consent_web or the worker (the import contracts in
+pyproject.toml hold it to that).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""What each `broker` command does, through the `Broker` facade; `cli.py` only parses.
+"""What each `broker` command does, through the `Broker` facade; `parser.py` only parses.
 
 Every handler returns an exit code. Errors end here: a BrokerError becomes its message and hint
 on stderr (exit 2 for input and settings, 1 otherwise); anything unexpected becomes one line
@@ -18,8 +18,9 @@ from pathlib import Path
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from broker import cli_render as render
-from broker.cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError, check
+from broker.cli import render
+from broker.cli.exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError
+from broker.cli.parser import check
 from broker.errors import BrokerError, CredentialNotFound, InvalidInput, SettingsError
 from broker.logs import configure, redact
 
@@ -271,7 +272,7 @@ def invite(ctx: Context) -> int:
         invite_url=created.url,
     )
     to = [args.email] if args.email else None
-    if ctx.broker.notifier.email(event, to):
+    if ctx.broker.email(event, to):
         ctx.note(f"Emailed the link to {args.email or ctx.settings.notify_email}.")
         return EXIT_OK
     ctx.note("The link could not be emailed (see the log above; BROKER_SMTP_URL and a "
@@ -282,12 +283,12 @@ def invite(ctx: Context) -> int:
 def rotate(ctx: Context) -> int:
     from broker.credentials import Status
 
-    args, broker = ctx.args, ctx.broker
+    args, service = ctx.args, ctx.broker
     if args.due:
-        total = len(broker.due())
+        total = len(service.due())
         work = None
     elif args.all:
-        everything = broker.list_credentials()
+        everything = service.list_credentials()
         work = [c.id for c in everything if c.stored_status is not Status.PENDING_CONSENT]
         waiting = len(everything) - len(work)
         if waiting:
@@ -298,15 +299,15 @@ def rotate(ctx: Context) -> int:
         total = len(work)
     if total == 0 and (work is not None or args.due):
         if args.json:
-            ctx.json(render.rotation_json(_empty_summary()))
+            ctx.json(render.rotation_json(service.rotate_many([])))
         else:
             ctx.note("Nothing to rotate.")
         return EXIT_OK
     with _progress(ctx, "rotating", total) as advance:
         if work is None:
-            summary = broker.rotate_due(progress=lambda _: advance())
+            summary = service.rotate_due(progress=lambda _: advance())
         else:
-            summary = broker.rotate_many(work, progress=lambda _: advance())
+            summary = service.rotate_many(work, progress=lambda _: advance())
     if args.json:
         ctx.json(render.rotation_json(summary))
     else:
@@ -315,18 +316,12 @@ def rotate(ctx: Context) -> int:
     return EXIT_FAILED if failed else EXIT_OK
 
 
-def _empty_summary():
-    from broker.rotation import RotationSummary
-
-    return RotationSummary.of([])
-
-
 def validate(ctx: Context) -> int:
     from broker.credentials import Status
 
-    args, broker = ctx.args, ctx.broker
+    args, service = ctx.args, ctx.broker
     if args.all:
-        everything = broker.list_credentials()
+        everything = service.list_credentials()
         ids = [c.id for c in everything if c.stored_status is not Status.PENDING_CONSENT]
         if len(ids) < len(everything):
             ctx.note(f"{len(everything) - len(ids)} credential(s) pending consent are not "
@@ -342,7 +337,7 @@ def validate(ctx: Context) -> int:
     with _progress(ctx, "validating", len(ids)) as advance:
         def one(credential_id: str) -> dict:
             try:
-                report = render.validation_json(broker.validate(credential_id))
+                report = render.validation_json(service.validate(credential_id))
             except CredentialNotFound as exc:
                 report = _failed_validation(credential_id, str(exc))
             except BrokerError as exc:
@@ -388,7 +383,7 @@ class _progress:
 
 
 def resolve(ctx: Context) -> int:
-    from broker.cli_resolve import resolve as do_resolve
+    from broker.cli.resolve import resolve as do_resolve
 
     return do_resolve(ctx)
 
@@ -420,14 +415,14 @@ def status(ctx: Context) -> int:
 
 
 def worker(ctx: Context) -> int:
-    from broker.worker import run_worker
+    from broker.runtime.worker import run_worker
 
     code = run_worker(ctx.settings)
     return code if isinstance(code, int) else EXIT_OK
 
 
 def dev(ctx: Context) -> int:
-    from broker.cli_dev import run_dev
+    from broker.cli.dev import run_dev
 
     return run_dev(ctx.args)
 
