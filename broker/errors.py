@@ -119,11 +119,15 @@ class AppMisconfigured(BrokerError):
 
 class TransientFailure(BrokerError):
     default_message = "A service is temporarily unavailable."
-    hint = "Nothing was lost; the operation will be retried, or run it again later."
+    hint = ("Nothing was lost; run it again once the service answers (the rotation worker "
+            "retries on its own).")
 
     def __init__(self, message: str | None = None, *, retry_after: float | None = None,
-                 hint: str | None = None) -> None:
+                 hint: str | None = None, maybe_stored: bool = False) -> None:
         self.retry_after = retry_after
+        # a write went out and its answer was lost: it may have been stored (say so, never
+        # "nothing was stored")
+        self.maybe_stored = maybe_stored
         super().__init__(message, hint=hint)
 
 

@@ -203,7 +203,8 @@ def _checked(tags: dict[str, str]) -> dict[str, str]:
 # -- errors, mapped once -----------------------------------------------------------------------
 
 @contextlib.contextmanager
-def vault_errors(credential_id: str | None = None) -> Iterator[None]:
+def vault_errors(credential_id: str | None = None, *, url: str | None = None
+                 ) -> Iterator[None]:
     """Map azure-core and azure-identity exceptions to broker errors (messages hold no values).
 
     Every call about one credential passes here first, so an id that cannot be one (it would
@@ -226,7 +227,31 @@ def vault_errors(credential_id: str | None = None) -> Iterator[None]:
     except az.HttpResponseError as exc:
         raise _from_response(exc, credential_id) from exc
     except (az.ServiceRequestError, az.ServiceResponseError) as exc:
-        raise TransientFailure(f"Key Vault could not be reached: {type(exc).__name__}.") from exc
+        where = f"Key Vault at {url}" if url else "Key Vault (BROKER_VAULT_URL)"
+        what = "did not answer" if isinstance(exc, az.ServiceResponseError) \
+            else "could not be reached"
+        raise TransientFailure(
+            f"{where} {what}: {network_cause(exc)}.",
+            hint="Check BROKER_VAULT_URL and that the vault is reachable from here, then run it "
+                 "again; the rotation worker retries on its own.") from exc
+
+
+_ERRNO = re.compile(r"\[Errno -?\d+\] ([^'\")\]]+)")
+
+
+def network_cause(exc: BaseException) -> str:
+    """What went wrong on the network, in words: "Connection refused", "timed out", ..."""
+    text = str(exc)
+    if "CERTIFICATE_VERIFY_FAILED" in text:
+        return "its TLS certificate is not trusted here (REQUESTS_CA_BUNDLE)"
+    found = _ERRNO.search(text)
+    if found:
+        return found.group(1).strip().rstrip(".")
+    for words in ("timed out", "Connection aborted", "RemoteDisconnected", "Connection reset"):
+        if words in text:
+            return "the connection was closed before an answer" if words == "RemoteDisconnected" \
+                else words
+    return type(getattr(exc, "inner_exception", None) or exc).__name__
 
 
 def _from_response(exc: az.HttpResponseError, credential_id: str | None) -> BrokerError:
@@ -392,7 +417,7 @@ class Vault:
 
     def list_credentials(self) -> list[Credential]:
         """One listing of secret properties: latest versions' tags, no values read."""
-        with vault_errors():
+        with vault_errors(url=self.url):
             return credentials_from_properties(self.client.list_properties_of_secrets())
 
     def get_credential(self, credential_id: str, *, secret_expiry: bool = True) -> Credential:
@@ -415,7 +440,7 @@ class Vault:
         A disabled current version (a placeholder) cannot be read; only then are the versions
         listed to find its properties (the newest created, as Key Vault orders them).
         """
-        with vault_errors(credential_id):
+        with vault_errors(credential_id, url=self.url):
             try:
                 secret = self.client.get_secret(RT_PREFIX + credential_id)
             except az.HttpResponseError as exc:
@@ -434,7 +459,7 @@ class Vault:
         """Every version of `rt-<id>`, newest first; CredentialNotFound when there is none.
 
         A listing of 25 a page: for repairs and exports, never on the hot path."""
-        with vault_errors(credential_id):
+        with vault_errors(credential_id, url=self.url):
             found = [TokenVersion.from_properties(p) for p in
                      self.client.list_properties_of_secret_versions(RT_PREFIX + credential_id)]
         if not found:
@@ -447,7 +472,7 @@ class Vault:
         the continuation for the next page (None on the last): one request per page, whatever
         the number of versions. CredentialNotFound for an unknown id."""
         page_size = max(1, min(25, page_size))
-        with vault_errors(credential_id):
+        with vault_errors(credential_id, url=self.url):
             pages = self.client.list_properties_of_secret_versions(
                 RT_PREFIX + credential_id, max_page_size=page_size,
             ).by_page(continuation_token=continuation)
@@ -466,7 +491,7 @@ class Vault:
     def create_placeholder(self, spec: CredentialSpec, *, now: datetime,
                            reason: Reason | None = None) -> TokenVersion:
         """Disabled `pending-consent` version: registers the credential, or asks for new consent."""
-        with vault_errors(spec.id):
+        with vault_errors(spec.id, url=self.url):
             secret = self._create(
                 RT_PREFIX + spec.id, PLACEHOLDER_VALUE, enabled=False,
                 content_type=RT_CONTENT_TYPE,
@@ -512,14 +537,14 @@ class Vault:
         with the same `obtained_at`, so what consumers receive is the consent again.
         """
         if version.is_placeholder:
-            with vault_errors(credential_id):
+            with vault_errors(credential_id, url=self.url):
                 secret = self._create(RT_PREFIX + credential_id, PLACEHOLDER_VALUE,
                                       enabled=False, content_type=RT_CONTENT_TYPE,
                                       tags=dict(version.tags))
             log.warning("placeholder of %s republished: a writer without the lease had "
                         "written over it", credential_id)
             return Written(TokenVersion.from_properties(secret.properties), True)
-        with vault_errors(credential_id):
+        with vault_errors(credential_id, url=self.url):
             value = self.client.get_secret(RT_PREFIX + credential_id, version.version).value
         if not value or value == PLACEHOLDER_VALUE:
             raise NeedsConsent(f"{credential_id} has no token in version {version.version}.")
@@ -534,15 +559,53 @@ class Vault:
                    obtained_at: datetime) -> Written:
         not_before, expires_on = token_dates(obtained_at, self.settings.token_lifetime_days)
         name = RT_PREFIX + credential_id
-        with vault_errors(credential_id):
-            created = self._create(name, token, enabled=True, content_type=RT_CONTENT_TYPE,
-                                   tags=tags, not_before=not_before, expires_on=expires_on)
+        with vault_errors(credential_id, url=self.url):
+            try:
+                created = self._create(name, token, enabled=True, content_type=RT_CONTENT_TYPE,
+                                       tags=tags, not_before=not_before, expires_on=expires_on)
+            except az.ServiceResponseError:
+                # the request went out and the answer was lost: find out what Key Vault did
+                created = self._committed(name, token, tags)
             version = created.properties.version
             latest = self.client.get_secret(name)
             current = latest.properties.version == version
             stored = latest.value if current else self.client.get_secret(name, version).value
         _compare(stored, token, name, version)
         return Written(TokenVersion.from_properties(created.properties), current)
+
+    def _committed(self, name: str, token: str, tags: dict[str, str]):
+        """After a write whose answer was lost: the version it committed, found by reading the
+        current one (same value, same `obtained_at`); TransientFailure saying what is known."""
+        try:
+            latest = self.client.get_secret(name)
+        except (az.AzureError, OSError):
+            raise TransientFailure(
+                f"Key Vault at {self.url} lost its answer to the write of a new version of "
+                f"{name}, and could not be asked afterwards: the version may or may not have "
+                "been stored.",
+                hint="Open the credential to see its versions before doing it again; a "
+                     "version stored twice holds the same token and does no harm.",
+                maybe_stored=True) from None
+        def ours(secret) -> bool:
+            return (secret.value is not None
+                    and hmac.compare_digest(secret.value.encode(), token.encode())
+                    and (secret.properties.tags or {}).get("obtained_at") == tags["obtained_at"])
+
+        if ours(latest):
+            log.warning("Key Vault's answer to the write of %s was lost; the version %s is "
+                        "stored", name, latest.properties.version)
+            return latest
+        # another writer may have come after ours: look for it among the versions' tags
+        with contextlib.suppress(az.AzureError, OSError):
+            for props in self.client.list_properties_of_secret_versions(name):
+                if (props.tags or {}).get("obtained_at") == tags["obtained_at"]:
+                    found = self.client.get_secret(name, props.version)
+                    if ours(found):
+                        return found
+        raise TransientFailure(
+                f"Key Vault at {self.url} lost its answer to the write of a new version of "
+                f"{name}; reading it afterwards shows the version was not stored.",
+                hint="Nothing was stored; try again.")
 
     def _create(self, name: str, value: str, **kwargs: Any):
         """One secret create, paced: a permit first, no azure-core retry (a 429 or 5xx goes
@@ -563,7 +626,7 @@ class Vault:
             if current.value is None or not current.version.enabled:
                 raise NeedsConsent(f"{credential_id} has no consented token yet.")
             return current.value, current.version
-        with vault_errors(credential_id):
+        with vault_errors(credential_id, url=self.url):
             secret = self.client.get_secret(RT_PREFIX + credential_id, version)
         found = TokenVersion.from_properties(secret.properties)
         if secret.value == PLACEHOLDER_VALUE or found.is_placeholder:
@@ -581,13 +644,13 @@ class Vault:
         if base is None or base.version != version:
             base = self._version(credential_id, version)
         merged = _checked(merge_tags(base.tags, tags))
-        with vault_errors(credential_id):
+        with vault_errors(credential_id, url=self.url):
             props = self.client.update_secret_properties(RT_PREFIX + credential_id, version,
                                                          tags=merged)
         return TokenVersion.from_properties(props)
 
     def set_enabled(self, credential_id: str, version: str, enabled: bool) -> TokenVersion:
-        with vault_errors(credential_id):
+        with vault_errors(credential_id, url=self.url):
             props = self.client.update_secret_properties(RT_PREFIX + credential_id, version,
                                                          enabled=enabled)
         return TokenVersion.from_properties(props)
@@ -598,7 +661,7 @@ class Vault:
             raise InvalidInput(errors={"client_secret": "Enter the app's client secret."})
         redact.register(secret)
         name = CS_PREFIX + credential_id
-        with vault_errors(credential_id):
+        with vault_errors(credential_id, url=self.url):
             written = self._create(
                 name, secret, content_type=CS_CONTENT_TYPE, expires_on=_aware(expires_on),
                 tags={"credential": credential_id,
@@ -607,7 +670,7 @@ class Vault:
             _compare(self.client.get_secret(name, version).value, secret, name, version)
 
     def read_client_secret(self, credential_id: str) -> str:
-        with vault_errors(credential_id):
+        with vault_errors(credential_id, url=self.url):
             try:
                 value = self.client.get_secret(CS_PREFIX + credential_id).value
             except az.ResourceNotFoundError:
@@ -620,7 +683,7 @@ class Vault:
 
     def delete_credential(self, credential_id: str) -> None:
         """Soft delete `rt-<id>` and `cs-<id>`: recoverable for the vault's retention period."""
-        with vault_errors(credential_id):
+        with vault_errors(credential_id, url=self.url):
             self.client.begin_delete_secret(RT_PREFIX + credential_id).wait()
             with contextlib.suppress(az.ResourceNotFoundError):
                 self.client.begin_delete_secret(CS_PREFIX + credential_id).wait()
@@ -628,7 +691,7 @@ class Vault:
 
     def removed_credentials(self) -> list[RemovedCredential]:
         """Soft-deleted credentials still in the vault (`rt-<id>` only), newest removal first."""
-        with vault_errors():
+        with vault_errors(url=self.url):
             found = [RemovedCredential.from_deleted(d) for d in self.client.list_deleted_secrets()
                      if d.properties.name.startswith(RT_PREFIX)
                      and d.properties.content_type == RT_CONTENT_TYPE]
@@ -637,7 +700,7 @@ class Vault:
 
     def removed_credential(self, credential_id: str) -> RemovedCredential:
         """CredentialNotFound unless `rt-<id>` is soft-deleted and recoverable."""
-        with vault_errors(credential_id):
+        with vault_errors(credential_id, url=self.url):
             try:
                 deleted = self.client.get_deleted_secret(RT_PREFIX + credential_id)
             except az.ResourceNotFoundError:
@@ -651,7 +714,7 @@ class Vault:
     def recover_credential(self, credential_id: str) -> None:
         """Recover `rt-<id>` and, if it was removed with it, `cs-<id>`."""
         self.removed_credential(credential_id)
-        with vault_errors(credential_id):
+        with vault_errors(credential_id, url=self.url):
             self.client.begin_recover_deleted_secret(RT_PREFIX + credential_id).wait()
             with contextlib.suppress(az.ResourceNotFoundError):
                 self.client.begin_recover_deleted_secret(CS_PREFIX + credential_id).wait()
@@ -664,7 +727,7 @@ class Vault:
         if not removed.purgeable:
             raise purge_refusal(removed)
         try:
-            with vault_errors(credential_id):
+            with vault_errors(credential_id, url=self.url):
                 self.client.purge_deleted_secret(RT_PREFIX + credential_id)
                 with contextlib.suppress(az.ResourceNotFoundError):
                     self.client.purge_deleted_secret(CS_PREFIX + credential_id)
@@ -677,7 +740,7 @@ class Vault:
     def _version(self, credential_id: str, version: str) -> TokenVersion:
         """One version's properties: a GET of that version (enabled), else from the listing
         (Key Vault refuses to return a disabled version, and a listing has no values)."""
-        with vault_errors(credential_id):
+        with vault_errors(credential_id, url=self.url):
             try:
                 secret = self.client.get_secret(RT_PREFIX + credential_id, version)
             except az.HttpResponseError as exc:
@@ -700,7 +763,7 @@ class Vault:
         return max(found, key=lambda v: (v.created_on or floor, v.obtained_at))
 
     def _client_secret_expiry(self, credential_id: str) -> datetime | None:
-        with vault_errors(credential_id):
+        with vault_errors(credential_id, url=self.url):
             try:
                 found = list(self.client.list_properties_of_secret_versions(
                     CS_PREFIX + credential_id))

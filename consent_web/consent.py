@@ -115,6 +115,14 @@ OTHER_FAILURES: dict[type[BrokerError], Failure] = {
         "The credential was being changed by someone or something else at the same moment.",
         "Open the credential, check its state, and start the consent again if needed.", 409),
 }
+# the token went to Key Vault and its answer was lost: it may well be stored, so never say
+# "nothing was stored" (a second consent is harmless either way)
+ANSWER_LOST = Failure(
+    "Key Vault did not confirm the token was stored",
+    "The token was sent to Key Vault, but the answer was lost on the way back and Key Vault "
+    "could not be asked afterwards: the token may have been stored.",
+    "Wait a minute, then open the credential: if it is Active with a new version from this "
+    "consent, it worked; otherwise start the consent again.", 503)
 GENERIC_FAILURE = Failure(
     "Consent could not be completed", "The broker could not store the token.",
     "Start the consent again; if it keeps failing, check the site's logs.", 502)
@@ -165,6 +173,8 @@ def callback():
     except BrokerError as exc:
         failure = next((f for kind, f in OTHER_FAILURES.items() if isinstance(exc, kind)),
                        GENERIC_FAILURE)
+        if getattr(exc, "maybe_stored", False):
+            failure = ANSWER_LOST
         return failure_page(failure, credential_id, invite=invite, error=exc)
     current_app.logger.info("consent for %s stored as version %s", result.credential_id,
                             result.version)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import socket
 import uuid
 from datetime import UTC, date, datetime, timedelta
 from urllib.parse import urlsplit
 
 import pytest
 from azure.core.credentials import AccessToken
+from azure.core.exceptions import ServiceRequestError, ServiceResponseError
+from azure.core.pipeline.transport import HttpTransport
 from azure.identity import DefaultAzureCredential
 
 from broker.credentials import Credential, CredentialSpec, Source, Status
@@ -21,7 +24,13 @@ from broker.errors import (
 )
 from broker.logs import redact
 from broker.settings import load_settings
-from broker.vault import CS_CONTENT_TYPE, PLACEHOLDER_VALUE, RT_CONTENT_TYPE, Vault
+from broker.vault import (
+    CS_CONTENT_TYPE,
+    PLACEHOLDER_VALUE,
+    RT_CONTENT_TYPE,
+    Vault,
+    pooled_transport,
+)
 from tests.support.devstack import environment, running_devstack
 
 APP = "8a4f0c21-3b5d-4e7f-9a1c-2d3e4f5a6b7c"
@@ -237,3 +246,81 @@ def test_vault_faults_are_transient_failures(faulty, tmp_path, status):
     assert str(status) in str(err.value)
     if status == 429:
         assert err.value.retry_after is not None
+
+
+class LosesAnswers(HttpTransport):
+    """The real transport, except that the answers to the first `lose` secret creates (PUT)
+    are dropped after Key Vault served them, as when a network cuts the response; and with
+    `reads_fail`, every later request fails to connect."""
+
+    def __init__(self, lose: int = 1, *, reads_fail: bool = False) -> None:
+        self.inner = pooled_transport(4)
+        self.lose = lose
+        self.reads_fail = reads_fail
+        self.lost = 0
+
+    def send(self, request, **kwargs):
+        if self.reads_fail and self.lost:
+            raise ServiceRequestError("[Errno 111] Connection refused")
+        response = self.inner.send(request, **kwargs)
+        if request.method == "PUT" and "/secrets/" in request.url and self.lost < self.lose \
+                and response.status_code == 200:
+            self.lost += 1
+            raise ServiceResponseError("('Connection aborted.', RemoteDisconnected('Remote end "
+                                       "closed connection without response'))")
+        return response
+
+    def open(self):
+        self.inner.open()
+
+    def close(self):
+        self.inner.close()
+
+    def __enter__(self):
+        self.inner.__enter__()
+        return self
+
+    def __exit__(self, *args):
+        self.inner.__exit__(*args)
+
+
+def test_a_write_whose_answer_was_lost_is_found_committed_and_read_back(settings):
+    transport = LosesAnswers(0)
+    vault = Vault(settings, transport=transport)
+    credential = register(vault)
+    transport.lose = 1
+    token = fake_token()
+    written = consent(vault, credential, token)
+    assert written.version == vault.latest_version(credential.id).version
+    assert vault.read_token(credential.id)[0] == token
+    # one version from the consent, besides the placeholder: nothing written twice
+    assert transport.lost == 1 and len(vault.versions(credential.id)) == 2
+
+
+def test_a_lost_answer_that_cannot_be_checked_says_it_may_have_been_stored(settings):
+    transport = LosesAnswers(0, reads_fail=True)
+    vault = Vault(settings, transport=transport, retry_total=0)
+    credential = register(vault)
+    transport.lose = 1
+    with pytest.raises(TransientFailure) as lost:
+        consent(vault, credential)
+    assert lost.value.maybe_stored
+    assert "may or may not have been stored" in str(lost.value)
+    assert "Open the credential" in lost.value.hint
+    assert settings.vault_url.rstrip("/") in str(lost.value)
+
+
+def test_an_unreachable_vault_is_named_by_its_url_and_the_cause(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens here once the socket is closed
+    settings = load_settings({**os.environ, "BROKER_STATE_DIR": str(tmp_path),
+                              "BROKER_VAULT_URL": f"https://127.0.0.1:{port}/"}, dotenv=False)
+    vault = Vault(settings, retry_total=0)
+    with pytest.raises(TransientFailure) as down:
+        vault.list_credentials()
+    message = str(down.value)
+    assert message == f"Key Vault at https://127.0.0.1:{port} could not be reached: " \
+                      "Connection refused."
+    assert "ServiceRequestError" not in message and "BROKER_VAULT_URL" in down.value.hint
+    assert "will be retried" not in down.value.hint
