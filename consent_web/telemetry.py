@@ -46,11 +46,16 @@ def init_app(app: Flask, environ: Mapping[str, str] = os.environ) -> bool:
         # the app exists already, so it is instrumented below rather than by class patching
         instrumentation_options={"flask": {"enabled": False}},
         enable_live_metrics=False,
+        # every request: the site serves a few per partner per quarter, and the distro's
+        # default (5 traces a second, rate limited) drops some of the first ones
+        sampling_ratio=1.0,
     )
     FlaskInstrumentor().instrument_app(app)
     app.wsgi_app = PathOnlyTarget(app.wsgi_app)  # outside the instrumentation
     for handler in logging.getLogger().handlers:  # the distro's log handler included
         logs.install_filters(handler)
+        if type(handler).__module__.startswith("opentelemetry"):
+            handler.addFilter(_not_the_exporters_own)
     logs.quiet_sdks()  # the exporter's own HTTP calls stay out of the log it exports
     app.logger.info("telemetry: sending requests, failures and logs to Application Insights")
     return True
@@ -72,6 +77,12 @@ class PathOnlyTarget:
             path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
             environ["RAW_URI"] = quote(path)
         return self.wsgi_app(environ, start_response)
+
+
+def _not_the_exporters_own(record: logging.LogRecord) -> bool:
+    """The exporter's own warnings (a failed upload, a retry) stay out of what it uploads."""
+    return not record.name.startswith(("azure.monitor", "opentelemetry", "azure.core",
+                                       "azure.identity"))
 
 
 def _client_id(authentication: str) -> str | None:
