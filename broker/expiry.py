@@ -20,13 +20,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from broker import jobs
 from broker.credentials import CS_PREFIX, RT_PREFIX
 from broker.errors import InvalidInput
 from broker.jobs import EXPIRED, EXPIRY_EVENTS, NEAR_EXPIRY
 from broker.logs import bound, get_logger
+from broker.notify import Event
+
+if TYPE_CHECKING:
+    from broker.service import Broker
 
 log = get_logger(__name__)
 
@@ -42,7 +46,7 @@ def watched(name: object) -> bool:
         name.startswith((RT_PREFIX, CS_PREFIX)) or name in _BROKER_SECRETS)
 
 
-def handle(service, event_data: Mapping[str, Any], *, event_type: str = NEAR_EXPIRY):
+def handle(service: Broker, event_data: Mapping[str, Any], *, event_type: str = NEAR_EXPIRY):
     """Act on one expiry event; returns what was done: the RotationResult of a refresh token,
     the notification kind sent, or None when the event needs nothing."""
     if event_type not in EXPIRY_EVENTS or not isinstance(event_data, Mapping):
@@ -61,7 +65,7 @@ def handle(service, event_data: Mapping[str, Any], *, event_type: str = NEAR_EXP
     return None
 
 
-def _partner_app_secret(service, name: str, data: Mapping[str, Any], event_type: str):
+def _partner_app_secret(service: Broker, name: str, data: Mapping[str, Any], event_type: str):
     credential_id = name[len(CS_PREFIX):]
     with bound(credential=credential_id):
         try:
@@ -82,7 +86,7 @@ def _partner_app_secret(service, name: str, data: Mapping[str, Any], event_type:
         return "secret-expiring"
 
 
-def _broker_secret(service, name: str, data: Mapping[str, Any], event_type: str):
+def _broker_secret(service: Broker, name: str, data: Mapping[str, Any], event_type: str):
     vault = str(data.get("VaultName") or "the config vault")
     settings = service.settings
     what, impact, action = _BROKER_SECRETS[name]
@@ -140,7 +144,5 @@ def _event_name(event_type: str) -> str:
     return event_type.rsplit(".", 1)[-1]
 
 
-def _notify(service, kind: str, subject: str, message: str, action: str) -> None:
-    from broker.notify import Event
-
+def _notify(service: Broker, kind: str, subject: str, message: str, action: str) -> None:
     service.notify(Event(kind=kind, credential_id=subject, message=message, action=action))
