@@ -790,19 +790,20 @@ def _scope_name(t: Templates, file: BicepFile, scope: Node | None) -> str:
     return f"{leaf} {'container' if kind == 'container' else kind}"
 
 
-def role_problems(t: Templates) -> list[str]:
-    """Least privilege: exactly the assignments of EXPECTED_ROLES, named and conditioned well."""
-    problems = []
-    granted: set[tuple[str, str, str]] = set()
-    assignments = list(t.resources("Microsoft.Authorization/roleAssignments"))
-    if not assignments:
-        return ["no role assignments"]
-    for file, ra in assignments:
+def role_assignments(t: Templates) -> set[tuple[str, str, str]]:
+    """What the templates grant, as (whose principal, role, scope) in EXPECTED_ROLES' words."""
+    return {line for line, _ in _assignments(t) if line is not None}
+
+
+def _assignments(t: Templates):
+    """Each role assignment as ((holder, role, scope) or None for an unknown role, problems)."""
+    for file, ra in t.resources("Microsoft.Authorization/roleAssignments"):
         who = f"role assignment {ra.symbol}"
         guid = role_guid(file, ra.get("properties.roleDefinitionId"))
         if guid not in ROLES:
-            problems.append(f"{who} grants a role outside the allowed set: {guid}")
+            yield None, [f"{who} grants a role outside the allowed set: {guid}"]
             continue
+        problems = []
         principal = ra.get("properties.principalId")
         holder = (
             _param_source(t, _path_of(t, file), principal.id)
@@ -811,7 +812,6 @@ def role_problems(t: Templates) -> list[str]:
         )
         if ra.loop is not None:
             holder = f"a list of principals ({to_source(ra.loop.iterable)})"
-        granted.add((holder, ROLES[guid], _scope_name(t, file, ra.get("scope"))))
         name = ra.get("name")
         if not (
             isinstance(name, Call)
@@ -824,6 +824,16 @@ def role_problems(t: Templates) -> list[str]:
             problems.append(f"{who} is not named guid(scope.id, principalId, roleDefinitionId)")
         if holder == "deployer" and "deployerPrincipalId" not in _names(ra.condition):
             problems.append(f"{who} is not conditional on a deployer being given")
+        yield (holder, ROLES[guid], _scope_name(t, file, ra.get("scope"))), problems
+
+
+def role_problems(t: Templates) -> list[str]:
+    """Least privilege: exactly the assignments of EXPECTED_ROLES, named and conditioned well."""
+    found = list(_assignments(t))
+    if not found:
+        return ["no role assignments"]
+    problems = [p for _, ps in found for p in ps]
+    granted = {line for line, _ in found if line is not None}
     for line in sorted(granted - EXPECTED_ROLES):
         problems.append("unexpected role assignment: {} gets {} on the {}".format(*line))
     for line in sorted(EXPECTED_ROLES - granted):
