@@ -8,14 +8,13 @@ import os
 import threading
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from urllib.parse import urlsplit
 
 import pytest
-from azure.core.exceptions import ServiceRequestError
 
 from broker import TokenResolver
-from broker.credentials import Credential, CredentialSpec, Source
+from broker.credentials import Credential
 from broker.errors import (
     AppMisconfigured,
     CredentialNotFound,
@@ -27,6 +26,7 @@ from broker.settings import load_settings
 from broker.vault import Vault
 from devstack import seed
 from tests.support.browserless import consent_with_msal
+from tests.support.resolver import Counter, register, store
 
 PC_SCOPE = seed.PARTNER_CENTER_DEFAULT_SCOPE
 
@@ -46,20 +46,6 @@ def vault(settings) -> Vault:
     return Vault(settings)
 
 
-def register(vault: Vault, client_id: str | None = None) -> Credential:
-    now = datetime.now(UTC)
-    spec = CredentialSpec(f"resolve-{uuid.uuid4().hex[:10]}", "test", "Billing", "US",
-                          seed.PARTNER_TENANT_ID, client_id)
-    vault.create_placeholder(spec, now=now)
-    return vault.get_credential(spec.id)
-
-
-def store(vault: Vault, credential: Credential, token: str) -> str:
-    version = vault.write_token(credential, token, source=Source.CONSENT,
-                                obtained_at=datetime.now(UTC), consented_by="test", mfa=True)
-    return version.version
-
-
 def consented_refresh_token(settings, client_id: str, secret: str) -> str:
     """A real consent: MSAL's auth-code flow, the sign-in pages completed without a browser."""
     return consent_with_msal(settings.authority_host, client_id, secret)["refresh_token"]
@@ -71,22 +57,6 @@ def cpv_credential(settings, vault) -> Credential:
     token = consented_refresh_token(settings, settings.cpv_client_id, settings.cpv_client_secret)
     store(vault, credential, token)
     return credential
-
-
-class Counter:
-    """Counts the vault GETs a resolver makes, optionally slowing or failing them."""
-
-    def __init__(self) -> None:
-        self.gets, self.delay, self.fail = 0, 0.0, False
-        self.lock = threading.Lock()
-
-    def __call__(self, request) -> None:
-        if request.http_request.method == "GET":
-            with self.lock:
-                self.gets += 1
-            time.sleep(self.delay)
-            if self.fail:
-                raise ServiceRequestError("simulated network failure")
 
 
 def test_unversioned_url_is_the_latest_and_refreshed_after_the_interval(vault, settings):
