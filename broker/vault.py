@@ -337,12 +337,14 @@ def purge_refusal(removed: RemovedCredential) -> InvalidInput:
 
 # -- the store -----------------------------------------------------------------------------------
 
-def pooled_transport(connections: int):
+def pooled_transport(connections: int, **timeouts: float):
     """azure-core's requests transport with a connection pool as large as the threads using it.
 
     requests' default pool keeps 10 connections per host; with more threads than that, every
     extra request opens (and TLS-handshakes) a connection only to throw it away afterwards.
     Retries stay azure-core's business (the adapter's own are off, as azure-core sets them).
+    `timeouts` (`connection_timeout`, `read_timeout`) are the transport's: a client given a
+    transport no longer applies its own.
     """
     import requests
     from azure.core.pipeline.transport import RequestsTransport
@@ -354,14 +356,15 @@ def pooled_transport(connections: int):
         max_retries=Retry(total=False, redirect=False, raise_on_status=False))
     session.mount("https://", adapter)
     session.mount("http://", adapter)
-    return RequestsTransport(session=session, session_owner=True)
+    return RequestsTransport(session=session, session_owner=True, **timeouts)
 
 
 def secret_client(vault_url: str, credential: TokenCredential, *, connections: int = 10,
                   **kwargs: Any) -> SecretClient:
     kwargs.setdefault("retry_total", RETRY_TOTAL)
     if "transport" not in kwargs:
-        kwargs["transport"] = pooled_transport(connections)
+        timeouts = {k: kwargs[k] for k in ("connection_timeout", "read_timeout") if k in kwargs}
+        kwargs["transport"] = pooled_transport(connections, **timeouts)
     if not is_azure_vault_host(urlsplit(vault_url).hostname):
         kwargs["verify_challenge_resource"] = False
     return SecretClient(vault_url, credential, **kwargs)

@@ -101,6 +101,7 @@ def test_a_closed_port_fails_at_once_naming_the_host_and_port(stored):
     assert counter.gets == 1
 
 
+@pytest.mark.timeout(60)  # azure-core's default timeouts are 300 s: a regression must not hang
 def test_a_host_that_does_not_answer_is_a_transient_failure_naming_it(stored):
     credential, _ = stored
     with silent_server() as port:
