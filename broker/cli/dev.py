@@ -159,6 +159,9 @@ def read_env_file(path: Path) -> dict[str, str]:
 
 
 def run_dev(args) -> int:
+    if not _devstack_here():
+        return _fail("devstack runs from a checkout of this repository and is not installed "
+                     "with the package: run `broker dev` (or `make run`) in the checkout.")
     state_dir: Path = args.state_dir
     env_file = state_dir / "env"
     log_dir = state_dir / "logs"
@@ -235,6 +238,14 @@ def _run(args, supervisor: Supervisor, state_dir: Path, env_file: Path, log_dir:
 def _no_local_sign_in(site: Child) -> bool:
     """consent_web says so when operators sign in another way (or settings are missing)."""
     return any(site.find(p) is not None for p in ("Operators sign in with:", "Almost there:"))
+
+
+def _devstack_here() -> bool:
+    """Whether `python -m devstack`, started from here, would find it (located, not imported)."""
+    import importlib.util
+
+    return (Path.cwd() / "devstack" / "__main__.py").is_file() or \
+        importlib.util.find_spec("devstack") is not None
 
 
 def _fail(message: str) -> int:

@@ -394,3 +394,13 @@ def test_dev_stops_all_and_shows_the_log_tail_when_a_child_dies(tmp_path):
     assert "consent_web exited with code" in err and "its last lines" in err
     assert "in use" in err or "Cannot listen" in err  # the child's own words, from its tail
     assert not (tmp_path / "stack" / "devstack.pid").exists()
+
+
+def test_dev_outside_a_checkout_says_where_to_run_it(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    result = subprocess.run([sys.executable, "-m", "broker", "dev", "--state-dir",
+                             str(tmp_path / "stack")], env=env, cwd=tmp_path,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert "runs from a checkout of this repository" in result.stderr
+    assert not (tmp_path / "stack").exists()  # nothing was started
