@@ -44,7 +44,9 @@ _MICROSOFT_HOSTS = WELL_KNOWN_AUTHORITY_HOSTS | {"login.microsoft.com", "sts.win
 
 _NEEDS_CONSENT = {"invalid_grant", "interaction_required", "consent_required", "login_required"}
 _MISCONFIGURED = {"invalid_client", "unauthorized_client"}
-_MISCONFIGURED_CODES = {700016, 7000215, 7000222, 7000221, 90002}
+# 700007: the refresh token was issued to another app than the credential names, so the
+# credential's client id is wrong (the token may be fine for its own app): keep it
+_MISCONFIGURED_CODES = {700016, 700007, 7000215, 7000222, 7000221, 90002}
 _TRANSIENT = {"temporarily_unavailable", "server_error", "service_unavailable", "timeout"}
 
 

@@ -53,6 +53,11 @@ AADSTS: dict[int, Explanation] = {
                          "BROKER_CPV_CLIENT_SECRET for the CPV app); the stored token is kept.",
                          EDIT_APP_CMD),
     7000222: Explanation("the app's client secret has expired", RENEW_APP_STEPS, EDIT_APP_CMD),
+    700007: Explanation("the refresh token was issued to a different app than the "
+                        "credential's client id",
+                        "Check the credential's client id: it must be the app the admin "
+                        "consented to (the stored token is kept); if the app changed, an admin "
+                        "must consent again.", "broker credentials edit {id} --client-id GUID"),
     700016: Explanation("the application was not found in the tenant",
                         "Check the client id, and that the app is multi-tenant and consented "
                         "in this tenant.", "broker credentials edit {id} --client-id GUID"),

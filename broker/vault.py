@@ -275,10 +275,15 @@ def _from_response(exc: az.HttpResponseError, credential_id: str | None) -> Brok
                  "'Key Vault Secrets User' (consumers) on the vault.",
         )
     if status == 409 and inner == "ObjectIsDeletedButRecoverable":
+        # `Vault.create_placeholder` says whether the vault allows a purge; elsewhere, no
+        # purge is suggested (production vaults refuse it)
         return InvalidInput(
             errors={"id": "A removed credential has this id and can still be recovered: "
-                          "recover it (Removed credentials, or `broker credentials recover "
-                          "ID`), purge it where the vault allows, or choose another id."})
+                          "recover it (Removed credentials) or choose another id."})
+    if status == 409 and inner == "ObjectIsBeingDeleted":
+        return TransientFailure(
+            f"Key Vault is still deleting {credential_id or 'this secret'}; it can be used "
+            "again in a few seconds.", retry_after=2.0)
     if status == 409:
         return Conflict(f"Key Vault reported a conflict: {summary}")
     if status == 400:
@@ -493,12 +498,21 @@ class Vault:
 
     def create_placeholder(self, spec: CredentialSpec, *, now: datetime,
                            reason: Reason | None = None) -> TokenVersion:
-        """Disabled `pending-consent` version: registers the credential, or asks for new consent."""
+        """Disabled `pending-consent` version: registers the credential, or asks for new consent.
+
+        An id still held by a removed credential is InvalidInput that offers a purge only when
+        this vault allows one (purge protection refuses it)."""
         with vault_errors(spec.id, url=self.url):
-            secret = self._create(
-                RT_PREFIX + spec.id, PLACEHOLDER_VALUE, enabled=False,
-                content_type=RT_CONTENT_TYPE,
-                tags=placeholder_tags(spec, now=now, reason=reason))
+            try:
+                secret = self._create(
+                    RT_PREFIX + spec.id, PLACEHOLDER_VALUE, enabled=False,
+                    content_type=RT_CONTENT_TYPE,
+                    tags=placeholder_tags(spec, now=now, reason=reason))
+            except az.ResourceExistsError as exc:
+                inner = (getattr(exc.error, "innererror", None) or {}).get("code", "")
+                if inner != "ObjectIsDeletedButRecoverable":
+                    raise
+                raise self._id_held_by_removed(spec.id) from None
         log.info("placeholder version %s written for %s", secret.properties.version, spec.id)
         return TokenVersion.from_properties(secret.properties)
 
@@ -703,16 +717,46 @@ class Vault:
 
     def removed_credential(self, credential_id: str) -> RemovedCredential:
         """CredentialNotFound unless `rt-<id>` is soft-deleted and recoverable."""
+        name = RT_PREFIX + credential_id
         with vault_errors(credential_id, url=self.url):
             try:
-                deleted = self.client.get_deleted_secret(RT_PREFIX + credential_id)
+                deleted = self.client.get_deleted_secret(name)
             except az.ResourceNotFoundError:
                 raise CredentialNotFound(
                     credential_id, f"No removed credential with id {credential_id!r}.",
                     hint="Removed credentials are kept for the vault's retention period (90 "
                          "days by default); `broker credentials list --removed` shows them.",
                 ) from None
+            except az.HttpResponseError as exc:
+                # Key Vault answers 403 SecretDisabled for a deleted secret whose latest version
+                # is disabled (a credential removed before anyone consented); the listing of
+                # deleted secrets still describes it
+                if exc.status_code != 403 or not _is_disabled(exc):
+                    raise
+                deleted = next((d for d in self.client.list_deleted_secrets()
+                                if (d.properties.name or "").lower() == name.lower()), None)
+                if deleted is None:
+                    raise CredentialNotFound(
+                        credential_id, f"No removed credential with id {credential_id!r}.",
+                    ) from None
         return RemovedCredential.from_deleted(deleted)
+
+    def _id_held_by_removed(self, credential_id: str) -> InvalidInput:
+        """The id is a removed credential's: recover it, purge it if the vault allows, or
+        choose another id."""
+        try:
+            removed = self.removed_credential(credential_id)
+        except BrokerError:
+            removed = None
+        if removed is not None and removed.purgeable:
+            text = ("A removed credential has this id: recover it or purge it (Removed "
+                    "credentials), or choose another id.")
+        else:
+            when = f" on {removed.purge_on:%Y-%m-%d}" if removed and removed.purge_on else ""
+            text = ("A removed credential has this id and this vault keeps it (purge "
+                    f"protection; Key Vault deletes it{when or ' when its retention ends'}): "
+                    "recover it (Removed credentials) or choose another id.")
+        return InvalidInput(errors={"id": text})
 
     def recover_credential(self, credential_id: str) -> None:
         """Recover `rt-<id>` and, if it was removed with it, `cs-<id>`."""

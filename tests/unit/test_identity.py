@@ -57,6 +57,7 @@ def test_dead_grants_need_consent(error, code):
     ("invalid_client", None),
     ("unauthorized_client", None),
     ("invalid_request", 700016),  # the code wins over the generic error name
+    ("invalid_grant", 700007),  # the token was issued to another app: the client id is wrong
 ])
 def test_app_problems_are_misconfiguration_and_keep_the_token(error, code):
     exc = classify(body(error, code))
