@@ -236,6 +236,9 @@ def vault_errors(credential_id: str | None = None, *, url: str | None = None
                  "again; the rotation worker retries on its own.") from exc
 
 
+# empty pages (with a nextLink) followed before a versions page is shown as it is
+EMPTY_PAGES_FOLLOWED = 5
+
 _ERRNO = re.compile(r"\[Errno -?\d+\] ([^'\")\]]+)")
 
 
@@ -478,16 +481,24 @@ class Vault:
                       continuation: str | None = None) -> tuple[list[TokenVersion], str | None]:
         """One page of `rt-<id>`'s versions as Key Vault pages them (its order, not ours) and
         the continuation for the next page (None on the last): one request per page, whatever
-        the number of versions. CredentialNotFound for an unknown id."""
+        the number of versions. CredentialNotFound for an unknown id.
+
+        Key Vault may answer a page short, or empty with a `nextLink`: an empty page is
+        followed (a few times at most) so that a page shown is never empty while more exist.
+        """
         page_size = max(1, min(25, page_size))
         with vault_errors(credential_id, url=self.url):
             pages = self.client.list_properties_of_secret_versions(
                 RT_PREFIX + credential_id, max_page_size=page_size,
             ).by_page(continuation_token=continuation)
-            try:
-                items = [TokenVersion.from_properties(p) for p in next(pages)]
-            except StopIteration:
-                items = []
+            items: list[TokenVersion] = []
+            for _ in range(EMPTY_PAGES_FOLLOWED + 1):
+                try:
+                    items = [TokenVersion.from_properties(p) for p in next(pages)]
+                except StopIteration:
+                    break
+                if items or not pages.continuation_token:
+                    break
             next_token = pages.continuation_token
         if not items and continuation is None:
             raise CredentialNotFound(credential_id)

@@ -9,7 +9,13 @@ import dataclasses
 import pytest
 
 from broker.errors import AppMisconfigured, InvalidInput
-from tests.support.broker import consented_credential, make_broker, sign_in_and_finish, spec
+from tests.support.broker import (
+    consented_credential,
+    make_broker,
+    private_devstack,
+    sign_in_and_finish,
+    spec,
+)
 
 
 @pytest.fixture
@@ -83,3 +89,26 @@ def test_a_refresh_token_of_another_app_is_app_misconfigured_and_kept(broker):
         broker.identity.redeem(as_cpv, token)
     assert "AADSTS700007" in str(refused.value)
     assert token not in f"{refused.value} {refused.value.hint}"
+
+
+def test_versions_pages_are_never_shown_empty_when_key_vault_pages_short(tmp_path):
+    # with Key Vault's real paging (`--realistic`), a page may come back empty with a nextLink
+    # (https://learn.microsoft.com/rest/api/keyvault/secrets/get-secret-versions): the broker
+    # must neither call the credential unknown nor lose versions
+    with private_devstack(tmp_path / "stack", "--realistic") as stack:
+        broker = make_broker(stack, tmp_path)
+        credential = consented_credential(broker)
+        for _ in range(4):
+            assert broker.rotate(credential.id).outcome == "rotated"
+        expected = {v.version for v in broker.versions(credential.id)}
+        assert len(expected) == 6  # placeholder, consent, four rotations
+        for size in (1, 2, 5):
+            seen, continuation = [], None
+            while True:
+                page, continuation = broker.versions_page(credential.id, page_size=size,
+                                                          continuation=continuation)
+                assert page or continuation is None
+                seen += [v.version for v in page]
+                if continuation is None:
+                    break
+            assert sorted(seen) == sorted(expected)
