@@ -97,7 +97,9 @@ class Servers:
             self._threads.append(thread)
 
     def stop(self) -> None:
-        for server in self._servers:
-            server.stop()
-        for thread in self._threads:
+        # together: each server's loop notices the stop within its own poll interval
+        stoppers = [threading.Thread(target=server.stop, daemon=True) for server in self._servers]
+        for stopper in stoppers:
+            stopper.start()
+        for thread in (*stoppers, *self._threads):
             thread.join(timeout=5)

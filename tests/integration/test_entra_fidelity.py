@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import time
 import uuid
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from cryptography import x509
 
 from devstack import seed
 from tests.support.browserless import CONSENT_CALLBACK, consent_with_msal, sign_in
+from tests.support.devstack import running_devstack
 
 ROOT = Path(__file__).resolve().parents[2]
 MSAL_NODE_SCRIPT = ROOT / "tests" / "support" / "node" / "msal_refresh.mjs"
@@ -229,3 +231,23 @@ def test_the_mfa_policy_switch_checks_its_input(devstack):
                  {"tenant": seed.PARTNER_TENANT_DOMAIN, "required": "no"}, {}):
         response = requests.post(url, json=body, timeout=10)
         assert response.status_code == 400, body
+
+
+# -- issue 13: the connection and the network delay -----------------------------------------
+
+def test_entra_keeps_connections_open_and_delays_every_endpoint(tmp_path):
+    # `--latency entra=MS` is the network between a Function and Entra: discovery and keys pay
+    # it as the token endpoint does, once per request, on a connection that stays open
+    with running_devstack(tmp_path / "slow", "--latency", "entra=300") as slow:
+        session = requests.Session()
+        for path in ("/organizations/v2.0/.well-known/openid-configuration",
+                     "/common/discovery/v2.0/keys"):
+            started = time.monotonic()
+            response = session.get(slow.authority + path, verify=slow.ca_bundle, timeout=10)
+            assert response.status_code == 200
+            assert time.monotonic() - started >= 0.3, path
+            assert response.headers.get("Connection", "").lower() != "close"
+        # both requests went over one connection
+        manager = session.adapters["https://"].poolmanager
+        [key] = manager.pools.keys()
+        assert manager.pools[key].num_connections == 1
