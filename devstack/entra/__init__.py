@@ -1,11 +1,15 @@
 """A local Microsoft Entra ID authority that unmodified MSAL runs every flow against.
 
 Per tenant path `/{tenant}` (a GUID, a verified domain, `organizations` or `common`):
-OIDC discovery (`/v2.0/.well-known/openid-configuration`), signing keys
-(`/discovery/v2.0/keys`), `/oauth2/v2.0/authorize` with sign-in, MFA and consent pages, and
-`/oauth2/v2.0/token` (authorization_code with PKCE S256, refresh_token with rotation and the
-90-day inactivity window on the emulated clock, client_credentials), answering with Entra's
-AADSTS errors. Refresh tokens, codes, consent grants and revocations live in
+OIDC discovery (`/v2.0/.well-known/openid-configuration` and the v1.0
+`/.well-known/openid-configuration`), signing keys (`/discovery/v2.0/keys`),
+`/oauth2/v2.0/authorize` with sign-in, MFA, MFA-registration-interrupt and consent pages, and
+`/oauth2/v2.0/token` (authorization_code with PKCE S256 or plain, refresh_token with rotation and
+the 90-day inactivity window on the emulated clock, client_credentials), answering with Entra's
+AADSTS errors (`suberror` `bad_token` on a dead refresh token). Microsoft's own APIs (Partner
+Center, Graph, ARM, Key Vault) get v1.0 access tokens; id tokens are v2.0. Whether a tenant's
+Conditional Access asks for MFA is switchable per tenant (`POST /mfa` on the admin endpoint).
+Refresh tokens, codes, consent grants and revocations live in
 `<state-dir>/entra.db` (hashed), so a restart keeps them; sign-in sessions are server-side.
 
 The seeded world is in `devstack.seed`. `<state-dir>/directory.json` adds to it:
@@ -27,7 +31,8 @@ The seeded world is in `devstack.seed`. `<state-dir>/directory.json` adds to it:
                    "secrets": [{"value": "...", "expires": "2099-12-31T23:59:59Z"}],
                    "permissions": {"https://api.partnercenter.microsoft.com":
                                    ["user_impersonation"]},
-                   "app_roles": {"https://graph.microsoft.com": ["Directory.Read.All"]}}]
+                   "app_roles": {"https://graph.microsoft.com": ["Directory.Read.All"]},
+                   "group_claims": false}]                # groups in id tokens
     }
 
 An `apps` entry whose `app_id` is a seeded app only adds its `redirect_uris`. Loopback redirect

@@ -19,14 +19,20 @@ What is emulated, over HTTPS with the devstack CA, on `https://localhost:<port>`
 - the bearer challenge the SDK's `ChallengeAuthPolicy` expects, accepting only tokens devstack's
   authority or managed identity endpoint signed for the vault (see `auth.py`);
 - with `--vault-throttle`, the per-vault service limits (300 creates and 4,000 other
-  transactions per 10 s, 429 with `Retry-After`); injected 429/503 faults and latency from
-  `devstack.faults`; counters at `GET /_devstack/stats` (`requests`, `throttled`, `creates`);
+  transactions per 10 s, 429 with `Retry-After`); injected 429/503 faults, lost answers and
+  latency from `devstack.faults`; counters at `GET /_devstack/stats` (`requests`, `throttled`,
+  `creates`);
+- per vault (`settings.py`): purge protection (`recoveryLevel` `Recoverable`, purge 403) and
+  realistic timing (a delete takes seconds, pages come back short or empty with a `nextLink`);
+- Key Vault's standard response headers, and its answers to what clients get wrong (`PUT
+  /secrets/` 404 `NotFound`, `outContentType` on a plain secret 400, a foreign or damaged
+  backup blob `Malformed backup blob`, a deleted disabled secret 403 `SecretDisabled`);
 - persistence in `<state-dir>/vault.db` (SQLite, see `store.py`); `POST /reset` wipes it.
 
 What is not: the keys and certificates planes (and so certificate-backed secrets, `kid`,
-`managed`, `outContentType` conversion), vault management (ARM), access policies and RBAC (any
-valid devstack token may do anything), private endpoints and firewalls, purge protection and
-custom retention, and the subscription-wide limits. Backups restore only into devstack vaults.
+`managed`, `outContentType` conversion), vault management (ARM), access policies, private
+endpoints and firewalls, custom retention, and the subscription-wide limits. Backups restore
+only into devstack vaults.
 """
 
 from .api import create_app
