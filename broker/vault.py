@@ -760,13 +760,13 @@ class Vault:
         except BrokerError:
             removed = None
         if removed is not None and removed.purgeable:
-            text = ("A removed credential has this id: recover it or purge it (Removed "
-                    "credentials), or choose another id.")
+            text = ("A removed credential has this id and can still be recovered: recover it "
+                    "or purge it (Removed credentials), or choose another id.")
         else:
             when = f" on {removed.purge_on:%Y-%m-%d}" if removed and removed.purge_on else ""
-            text = ("A removed credential has this id and this vault keeps it (purge "
-                    f"protection; Key Vault deletes it{when or ' when its retention ends'}): "
-                    "recover it (Removed credentials) or choose another id.")
+            text = ("A removed credential has this id and can still be recovered, not purged "
+                    f"(purge protection; Key Vault deletes it{when or ' when its retention ends'}"
+                    "): recover it (Removed credentials) or choose another id.")
         return InvalidInput(errors={"id": text})
 
     def recover_credential(self, credential_id: str) -> None:
