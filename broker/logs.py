@@ -16,7 +16,8 @@ import re
 import sys
 import threading
 import uuid
-from collections.abc import Iterator
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
 
 correlation_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "correlation_id", default=None)
@@ -33,30 +34,69 @@ PATTERNS = (
 
 
 class Redactor:
-    """`redact(text)` masks secrets; `redact.register(value)` adds a value to mask everywhere."""
+    """`redact(text)` masks secrets; `redact.register(value)` adds a value to mask everywhere.
 
-    def __init__(self) -> None:
-        self._values: frozenset[str] = frozenset()  # replaced, never mutated: readers need no lock
+    Bounded: a worker that rotates a fleet sees two tokens per credential per night, so it keeps
+    the `capacity` values registered (or seen) last, evicting the least recently used; a token
+    it has not touched for that long is no longer in any of its variables, and the token shapes
+    in PATTERNS still catch it. Checking a line costs O(length of the line), not O(values):
+    values are indexed by their first MIN_SECRET_LENGTH characters, and only positions whose
+    next characters start a registered value are compared in full. `listeners` (the tests' leak
+    scanner) hear every value registered, to remember more than a process should.
+    """
+
+    def __init__(self, capacity: int = 4096) -> None:
+        self.capacity = capacity
+        self._values: OrderedDict[str, None] = OrderedDict()
+        self._prefixes: dict[str, set[str]] = {}
         self._lock = threading.Lock()
+        self.listeners: list[Callable[[str], None]] = []
 
     def register(self, value: str | None) -> None:
-        if value and len(value) >= MIN_SECRET_LENGTH and value not in self._values:
-            with self._lock:
-                self._values = self._values | {value}
+        if not value or len(value) < MIN_SECRET_LENGTH:
+            return
+        with self._lock:
+            if value in self._values:
+                self._values.move_to_end(value)
+                return
+            self._values[value] = None
+            self._prefixes.setdefault(value[:MIN_SECRET_LENGTH], set()).add(value)
+            while len(self._values) > self.capacity:
+                old, _ = self._values.popitem(last=False)
+                group = self._prefixes.get(old[:MIN_SECRET_LENGTH])
+                if group is not None:
+                    group.discard(old)
+                    if not group:
+                        del self._prefixes[old[:MIN_SECRET_LENGTH]]
+        for listener in list(self.listeners):
+            listener(value)
 
     def registered(self) -> frozenset[str]:
-        """Every value registered in this process (what the integration log scan looks for)."""
-        return self._values
+        """The values this process masks now (at most `capacity`, the most recent)."""
+        with self._lock:
+            return frozenset(self._values)
 
     def __call__(self, text: str) -> str:
         if not text:
             return text
-        for value in self.registered():
-            if value in text:
-                text = text.replace(value, MASK)
+        found = self._find(text)
+        for value in sorted(found, key=len, reverse=True):
+            text = text.replace(value, MASK)
         for pattern in PATTERNS:
             text = pattern.sub(MASK, text)
         return text
+
+    def _find(self, text: str) -> set[str]:
+        prefixes = self._prefixes
+        if not prefixes or len(text) < MIN_SECRET_LENGTH:
+            return set()
+        found: set[str] = set()
+        with self._lock:
+            for start in range(len(text) - MIN_SECRET_LENGTH + 1):
+                group = prefixes.get(text[start:start + MIN_SECRET_LENGTH])
+                if group:
+                    found.update(v for v in group if text.startswith(v, start))
+        return found
 
 
 redact = Redactor()

@@ -56,15 +56,36 @@ class Limits:
                 "create": SlidingWindow(CREATE_LIMIT, clock=self._clock),
                 "other": SlidingWindow(OTHER_LIMIT, clock=self._clock),
             }
-            self._counts = {"requests": 0, "throttled": 0, "creates": 0}
+            self._counts = {"requests": 0, "throttled": 0, "creates": 0,
+                            "create_attempts": 0, "creates_throttled": 0,
+                            "peak_create_attempts_10s": 0}
+            self._attempts: deque[float] = deque()
 
     def admit(self, kind: str) -> int | None:
-        """None if a transaction of `kind` ("create" or "other") may run, else Retry-After."""
+        """None if a transaction of `kind` ("create" or "other") may run, else Retry-After.
+
+        Every create attempt, admitted or not, is also counted in a sliding window of its own:
+        `peak_create_attempts_10s` is the most that arrived in any 10 s, which is what clients
+        sharing a vault must keep at or below the limit (the benchmarks read it).
+        """
         with self._lock:
             retry_after = self._windows[kind].admit() if self.enabled else None
-            if retry_after is None and kind == "create":
-                self._counts["creates"] += 1
+            if kind == "create":
+                self._count_attempt()
+                if retry_after is None:
+                    self._counts["creates"] += 1
+                else:
+                    self._counts["creates_throttled"] += 1
             return retry_after
+
+    def _count_attempt(self) -> None:
+        now = self._clock()
+        self._attempts.append(now)
+        while self._attempts and self._attempts[0] <= now - WINDOW_SECONDS:
+            self._attempts.popleft()
+        self._counts["create_attempts"] += 1
+        self._counts["peak_create_attempts_10s"] = max(
+            self._counts["peak_create_attempts_10s"], len(self._attempts))
 
     def count(self, name: str) -> None:
         with self._lock:

@@ -164,3 +164,43 @@ def test_text_lines_name_only_the_context_ids_that_are_set():
     assert formatter.format(record).endswith(" broker.x rotated")
     record.credential_id = "contoso"
     assert formatter.format(record).endswith(" broker.x [credential=contoso] rotated")
+
+
+def test_the_redactor_keeps_the_most_recent_values_up_to_its_capacity():
+    from broker.logs import Redactor
+
+    small = Redactor(capacity=3)
+    values = [f"secret-value-{i:04d}-{uuid.uuid4().hex}" for i in range(5)]
+    heard = []
+    small.listeners.append(heard.append)
+    for value in values:
+        small.register(value)
+    small.register(values[2])  # used again: the most recent now
+    assert small.registered() == {values[2], values[3], values[4]}
+    assert heard == values  # every registration is heard, once
+    text = " ".join(values)
+    cleaned = small(text)
+    assert values[2] not in cleaned and values[4] not in cleaned
+    assert values[0] in cleaned  # evicted: no longer masked by value
+
+
+def test_values_sharing_a_prefix_are_each_masked_longest_first():
+    from broker.logs import Redactor
+
+    redactor = Redactor()
+    short, longer = "prefix-abcdefgh", "prefix-abcdefgh-and-more"
+    redactor.register(short)
+    redactor.register(longer)
+    assert redactor(f"a {longer} b {short} c") == f"a {MASK} b {MASK} c"
+
+
+def test_a_long_line_against_many_values_is_checked_by_position_not_by_value():
+    from broker.logs import Redactor
+
+    redactor = Redactor(capacity=20_000)
+    for i in range(20_000):
+        redactor.register(f"tok-{i:06d}-{uuid.uuid4().hex}")
+    planted = f"tok-zzzzzz-{uuid.uuid4().hex}"
+    redactor.register(planted)
+    line = ("x" * 5000) + planted + ("y" * 5000)
+    assert redactor(line) == ("x" * 5000) + MASK + ("y" * 5000)

@@ -1,0 +1,138 @@
+"""What one rotation, one validation and one due-scan cost in requests, whatever a credential's
+history: the vault's requests are counted at the (devstack) server, Entra's at the wire."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit
+
+import pytest
+import requests
+
+from broker import jobs
+from broker.credentials import Source
+from broker.errors import TransientFailure
+from broker.queue import MemoryQueue
+from tests.support.broker import consented_credential, make_broker, private_devstack
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    with private_devstack(tmp_path_factory.mktemp("budget")) as running:
+        yield running
+
+
+@pytest.fixture
+def broker(stack, tmp_path):
+    return make_broker(stack, tmp_path)
+
+
+def vault_requests(stack) -> int:
+    """The vault's own count of the requests it served (its stats endpoint is not counted)."""
+    return requests.get(stack.vault_url + "_devstack/stats", verify=stack.ca_bundle,
+                        timeout=10).json()["requests"]
+
+
+@pytest.fixture
+def wire(monkeypatch, stack):
+    """Every request `requests` sends to the authority, by method and path (the SDKs and MSAL
+    all go through requests.Session.send)."""
+    seen: Counter[tuple[str, str]] = Counter()
+    authority = urlsplit(stack.authority).netloc
+    send = requests.Session.send
+
+    def counting(self, request, **kwargs):
+        parts = urlsplit(request.url)
+        if parts.netloc == authority:
+            kind = "discovery" if "well-known" in parts.path or "discovery" in parts.path \
+                else "token" if parts.path.endswith("/token") else parts.path
+            seen[(request.method, kind)] += 1
+        return send(self, request, **kwargs)
+
+    monkeypatch.setattr(requests.Session, "send", counting)
+    return seen
+
+
+def with_versions(broker, count: int):
+    """A consented credential with `count` token versions (imports of fresh tokens)."""
+    credential = consented_credential(broker)
+    token, _ = broker.vault.read_token(credential.id)
+    for _ in range(count - 1):
+        broker.vault.write_token(credential, token, source=Source.IMPORT,
+                                 obtained_at=datetime.now(UTC),
+                                 consented_by="admin@contoso.example", mfa=True)
+    return credential
+
+
+@pytest.mark.parametrize("versions", [2, 365])
+def test_a_rotation_costs_four_requests_whatever_the_history(stack, broker, wire, versions):
+    credential = with_versions(broker, versions)
+    broker.rotate(credential.id)  # the process's first rotation fetches discovery once
+    wire.clear()
+    before = vault_requests(stack)
+
+    result = broker.rotate(credential.id)
+
+    assert result.outcome == "rotated"
+    # GET current, PUT, GET read-back at the vault; one token request at Entra, no discovery
+    assert vault_requests(stack) - before == 3
+    assert dict(wire) == {("POST", "token"): 1}
+
+
+def test_discovery_happens_once_per_authority_per_process(stack, tmp_path, wire):
+    broker = make_broker(stack, tmp_path)
+    credentials = [consented_credential(broker) for _ in range(3)]
+    wire.clear()
+    fresh = make_broker(stack, tmp_path / "fresh")  # a new process's broker: nothing cached
+    for credential in credentials:
+        assert fresh.rotate(credential.id).outcome == "rotated"
+    assert wire[("POST", "token")] == 3
+    assert wire[("GET", "discovery")] == 1
+
+
+def test_a_validation_reads_one_version_and_writes_only_its_tags(stack, broker, wire):
+    credential = with_versions(broker, 30)
+    versions_before = len(broker.versions(credential.id))
+    broker.validate(credential.id)  # warm discovery
+    wire.clear()
+    before = vault_requests(stack)
+
+    report = broker.validate(credential.id)
+
+    assert report.ok
+    assert vault_requests(stack) - before == 2  # GET current, PATCH its tags
+    assert dict(wire) == {("POST", "token"): 1}
+    assert len(broker.versions(credential.id)) == versions_before
+
+
+def test_the_due_scan_costs_its_listing_pages_and_one_send_per_due_credential(stack, broker):
+    credentials = [consented_credential(broker) for _ in range(3)]
+    queue = MemoryQueue("rotations")
+    listing_pages = -(-len(broker.list_credentials()) // 25)
+    before = vault_requests(stack)
+
+    sent = jobs.enqueue_due(broker, queue, now=datetime.now(UTC) + timedelta(days=65))
+
+    assert vault_requests(stack) - before == listing_pages
+    assert {c.id for c in credentials} <= {item.credential_id for item in sent}
+    assert queue.count() == len(sent)
+
+
+def test_a_throttled_create_goes_out_once_and_pauses_the_pacer(stack, broker):
+    """azure-core would re-send a 429'd create after Retry-After without asking the pacer; the
+    broker sends each create once and leaves the retry to its own loop, which takes a permit."""
+    credential = consented_credential(broker)
+    token, _ = broker.vault.read_token(credential.id)
+    stack.faults("vault", 429, 1.0)
+    try:
+        before = vault_requests(stack)
+        with pytest.raises(TransientFailure):
+            broker.vault.write_token(credential, token, source=Source.IMPORT,
+                                     obtained_at=datetime.now(UTC),
+                                     consented_by="admin@contoso.example", mfa=True)
+        sent = vault_requests(stack) - before
+    finally:
+        stack.faults("vault", 429, 0)
+    assert sent == 1
+    assert broker.vault.pacer.take() >= 0.5  # the vault's Retry-After (1 s) is waited out
