@@ -487,6 +487,10 @@ class Vault:
         followed (a few times at most) so that a page shown is never empty while more exist.
         """
         page_size = max(1, min(25, page_size))
+        if continuation is not None and not self._is_versions_link(credential_id, continuation):
+            # the SDK would follow any URL with the vault's bearer token: only this vault's
+            # listing of this secret's versions may continue a page
+            raise InvalidInput(errors={"page": "Not a page of this credential's versions."})
         with vault_errors(credential_id, url=self.url):
             pages = self.client.list_properties_of_secret_versions(
                 RT_PREFIX + credential_id, max_page_size=page_size,
@@ -503,6 +507,14 @@ class Vault:
         if not items and continuation is None:
             raise CredentialNotFound(credential_id)
         return newest_first(items), next_token
+
+    def _is_versions_link(self, credential_id: str, link: str) -> bool:
+        if not isinstance(link, str) or not link.isascii() or not link.isprintable():
+            return False
+        parts, ours = urlsplit(link), urlsplit(self.url)
+        return (parts.scheme == "https" and parts.netloc.lower() == ours.netloc.lower()
+                and parts.path.lower() == f"/secrets/{RT_PREFIX}{credential_id}/versions"
+                and not parts.fragment and parts.username is None)
 
     def latest_version(self, credential_id: str) -> TokenVersion:
         return self.current(credential_id).version

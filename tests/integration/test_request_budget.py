@@ -136,3 +136,27 @@ def test_a_throttled_create_goes_out_once_and_pauses_the_pacer(stack, broker):
         stack.faults("vault", 429, 0)
     assert sent == 1
     assert broker.vault.pacer.take() >= 0.5  # the vault's Retry-After (1 s) is waited out
+
+
+def test_versions_are_paged_one_request_a_page(stack, broker):
+    credential = with_versions(broker, 30)  # 30 token versions and the placeholder
+    before = vault_requests(stack)
+    first, token = broker.versions_page(credential.id, page_size=25)
+    assert vault_requests(stack) - before == 1 and len(first) == 25 and token
+    second, last = broker.versions_page(credential.id, page_size=25, continuation=token)
+    assert last is None and len(first) + len(second) == 31
+    assert {v.version for v in first}.isdisjoint(v.version for v in second)
+
+
+@pytest.mark.parametrize("link", [
+    "https://attacker.example/secrets/rt-x/versions?api-version=7.4",
+    "http://localhost/secrets/rt-x/versions",
+    "https://localhost:1/secrets/rt-other/versions?$skiptoken=e30",
+    "not a link",
+])
+def test_a_continuation_that_is_not_this_credentials_listing_is_refused(broker, link):
+    from broker.errors import InvalidInput
+
+    credential = consented_credential(broker)
+    with pytest.raises(InvalidInput):
+        broker.versions_page(credential.id, continuation=link)
