@@ -15,12 +15,14 @@ from bench.common import ROOT
 
 FULL = {
     "rotation": ["--credentials", "5000"],
+    "fleet": ["--credentials", "50000", "--validate", "5000"],
     "resolver": ["--seconds", "3"],
     "coldstart": ["--repeat", "5"],
     "site": ["--credentials", "1000", "--requests", "2000"],
 }
 SMALL = {
-    "rotation": ["--credentials", "20", "--naive-sample", "5"],
+    "rotation": ["--credentials", "20", "--threads", "4"],
+    "fleet": ["--credentials", "60", "--threads", "4"],
     "resolver": ["--seconds", "0.3"],
     "coldstart": ["--repeat", "1"],
     "site": ["--credentials", "20", "--requests", "40"],

@@ -162,7 +162,9 @@ def lost(broker, ids: list[str], threads: int) -> list[str]:
 
 
 def outcomes(results: list) -> Counter:
-    return Counter("none" if r is None else r.outcome for r in results)
+    """Rotation outcomes, or validation results, by name."""
+    return Counter("none" if r is None else getattr(r, "outcome", None)
+                   or getattr(r, "result", "?") for r in results)
 
 
 # -- one worker process of --instances -----------------------------------------------------------
