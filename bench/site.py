@@ -87,7 +87,7 @@ def wait_for(url: str, process: subprocess.Popen, timeout_s: float = 30) -> None
         try:
             if requests.get(url, timeout=2).status_code == 200:
                 return
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):  # still starting, or a busy machine
             pass
         time.sleep(0.1)
     raise RuntimeError(f"the site did not answer at {url}")

@@ -46,6 +46,12 @@ param notifyEmail string = ''
 @description('Subnet delegated to Microsoft.App/environments for VNet integration; empty for none.')
 param subnetId string = ''
 
+// Flex Consumption's floor for the instance cap is 40. The vault's create limit (300 per 10 s)
+// does not depend on it: every instance takes its create permits from one shared pacing blob
+// in the storage account (broker/pacing.py), so 40 instances together stay under the limit.
+// Each instance runs up to 12 queue messages at once (host.json batchSize 8 + newBatchThreshold
+// 4, BROKER_ROTATE_CONCURRENCY below), and about 15 rotations in flight already fill the
+// vault's 30 creates/s; more instances only wait for permits.
 @minValue(40)
 @maxValue(1000)
 param maximumInstanceCount int = 40
@@ -150,6 +156,21 @@ var appSettings = [
   {
     name: 'BROKER_NOTIFY_EMAIL'
     value: notifyEmail
+  }
+  {
+    // the vault's creates per 10 s for all instances together (shared pacing; Key Vault: 300)
+    name: 'BROKER_VAULT_CREATES_PER_10S'
+    value: '285'
+  }
+  {
+    // queue messages one instance runs at once (host.json batchSize + newBatchThreshold); sizes
+    // the SDK's connection pool and the Python worker's threads
+    name: 'BROKER_ROTATE_CONCURRENCY'
+    value: '12'
+  }
+  {
+    name: 'PYTHON_THREADPOOL_THREAD_COUNT'
+    value: '12'
   }
 ]
 
