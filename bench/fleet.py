@@ -104,8 +104,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     from broker import jobs
-    from broker.queue import queues_from_settings
     from broker.rotation import RetryPolicy
+    from broker.runtime.queues import queues_from_settings
     from tests.support.azurite import running_azurite
     from tests.support.broker import RecordingNotifier, consented_credential, make_broker
 

@@ -13,7 +13,7 @@ import requests
 from broker import jobs
 from broker.credentials import Source
 from broker.errors import TransientFailure
-from broker.queue import MemoryQueue
+from broker.runtime.queues import MemoryQueue
 from tests.support.broker import consented_credential, make_broker, private_devstack
 
 

@@ -50,4 +50,19 @@ def test_disabled_limits_only_count():
     limits = Limits(enabled=False, clock=FakeClock())
     assert all(limits.admit("create") is None for _ in range(CREATE_LIMIT * 2))
     limits.count("requests")
-    assert limits.stats() == {"requests": 1, "throttled": 0, "creates": CREATE_LIMIT * 2}
+    assert limits.stats() == {"requests": 1, "throttled": 0, "creates": CREATE_LIMIT * 2,
+                              "create_attempts": CREATE_LIMIT * 2, "creates_throttled": 0,
+                              "peak_create_attempts_10s": CREATE_LIMIT * 2}
+
+
+def test_create_attempts_are_counted_with_their_peak_in_any_window():
+    clock = FakeClock()
+    limits = Limits(enabled=True, clock=clock)
+    for _ in range(CREATE_LIMIT + 50):  # 50 more than the limit arrive in one window
+        limits.admit("create")
+    clock.now += 11
+    limits.admit("create")
+    stats = limits.stats()
+    assert stats["create_attempts"] == CREATE_LIMIT + 51
+    assert stats["creates_throttled"] == 50
+    assert stats["peak_create_attempts_10s"] == CREATE_LIMIT + 50
