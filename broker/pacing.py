@@ -135,6 +135,8 @@ class SharedWindowLimiter:
             wait = max(0.0, slot - self._clock())
             if wait:
                 self._sleep(wait)
+            if self._clock() - slot > self.LATE:  # overslept (a busy machine): too late now
+                return wait + self.take()
             return wait
         finally:
             with self._lock:

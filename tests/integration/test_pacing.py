@@ -17,6 +17,8 @@ from broker.pacing import SharedWindowLimiter, WindowLimiter
 
 ROOT = Path(__file__).resolve().parents[2]
 LIMIT, PER = 20, 2.0  # the vault's shape (300 per 10 s), scaled down to keep the test short
+# the stamps below are taken after take() returns, on a machine that may be busy: more slack
+# than production's 0.3 s between a permit's time and the moment its stamp is taken
 
 TAKER = """
 import json, sys, threading, time
@@ -24,7 +26,7 @@ from azure.storage.blob import BlobServiceClient
 from broker.pacing import SharedWindowLimiter
 conn, blob, limit, per, seconds, threads = sys.argv[1:7]
 container = BlobServiceClient.from_connection_string(conn).get_container_client("broker-leases")
-pacer = SharedWindowLimiter(container, blob, int(limit), float(per))
+pacer = SharedWindowLimiter(container, blob, int(limit), float(per), slack=0.6)
 stamps, lock = [], threading.Lock()
 end = time.time() + float(seconds)
 def run():
