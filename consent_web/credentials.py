@@ -277,10 +277,13 @@ def _after_save(credential_id: str, saved: str):
 def detail(credential_id: str):
     broker = site.get_broker()
     credential = broker.get_credential(credential_id)
-    versions = broker.versions(credential_id)
+    # one page of the history (one vault request), however many versions there are
+    versions, versions_next = broker.versions_page(
+        credential_id, continuation=request.args.get("versions") or None)
     at = now()
     return render_template(
-        "credentials/detail.html", credential=credential, versions=versions, now=at,
+        "credentials/detail.html", credential=credential, versions=versions,
+        versions_next=versions_next, now=at,
         why=credential.reason(at, _warn_days()),
     )
 

@@ -147,14 +147,21 @@ def credentials_list(ctx: Context) -> int:
 
 
 def credentials_show(ctx: Context) -> int:
+    """The credential and one page of its versions (a credential may have hundreds: one vault
+    request a page, `--page` for the next)."""
     credential = ctx.broker.get_credential(ctx.args.id)
-    versions = [render.version_json(v) for v in ctx.broker.versions(ctx.args.id)]
+    page, following = ctx.broker.versions_page(ctx.args.id, page_size=ctx.args.page_size,
+                                               continuation=ctx.args.page)
+    versions = [render.version_json(v) for v in page]
     item = render.credential_json(credential, ctx.now, ctx.settings.warn_days)
     if ctx.args.json:
-        ctx.json({**item, "versions": versions})
+        ctx.json({**item, "versions": versions, "versions_next": following})
     else:
         for part in render.credential_detail(item, versions):
             ctx.out.print(part)
+        if following:
+            ctx.note(f"More versions: broker credentials show {ctx.args.id} --page "
+                     f"'{following}'")
     return EXIT_OK
 
 

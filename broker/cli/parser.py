@@ -43,6 +43,10 @@ def build_parser() -> argparse.ArgumentParser:
     _json_flag(lst)
     show = _sub(csub, "show", "one credential with its token versions (no values)")
     show.add_argument("id")
+    show.add_argument("--page", metavar="NEXT", default=None,
+                      help="the next page of versions, as the previous page named it")
+    show.add_argument("--page-size", type=int, default=25, choices=range(1, 26),
+                      metavar="1-25", help="versions per page (one vault request each)")
     _json_flag(show)
     add = _sub(csub, "add", "register a credential; it is pending consent until an admin signs in")
     _spec_arguments(add, required=True)

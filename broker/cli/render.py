@@ -175,8 +175,8 @@ def credential_detail(item: dict[str, Any], versions: list[dict[str, Any]]) -> l
         elif isinstance(value, bool):
             value = "yes" if value else "no"
         facts.add_row(label, value)
-    table = Table(title="versions (newest first; values are never shown)", title_justify="left",
-                  header_style="bold")
+    table = Table(title="versions (a page, newest first; values are never shown)",
+                  title_justify="left", header_style="bold")
     for column in ("version", "enabled", "status", "source", "obtained", "expires",
                    "consented by", "mfa"):
         table.add_column(column, overflow="fold")

@@ -151,6 +151,30 @@ def test_credential_life_cycle_from_the_command_line(env):
     assert gone.returncode == 2 and f"No credential with id '{cid}'" in gone.stderr
 
 
+def test_show_pages_through_versions_a_vault_request_a_page(devstack, env, tmp_path):
+    from tests.support.broker import make_broker, spec
+
+    broker = make_broker(devstack, tmp_path)
+    cid = unique("cli-paged")
+    added = broker.add_credential(spec(cid))
+    for _ in range(29):  # 30 versions in all, every one a placeholder (no token needed)
+        broker.vault.create_placeholder(spec(cid), now=added.latest.obtained_at)
+
+    first = json.loads(cli("credentials", "show", cid, "--json", env=env).stdout)
+    assert len(first["versions"]) == 25 and first["versions_next"]
+    rest = json.loads(cli("credentials", "show", cid, "--json", "--page",
+                          first["versions_next"], env=env).stdout)
+    assert len(rest["versions"]) == 5 and rest["versions_next"] is None
+    assert {v["version"] for v in first["versions"]}.isdisjoint(
+        v["version"] for v in rest["versions"])
+    text = cli("credentials", "show", cid, "--page-size", "10", env=env)
+    assert text.returncode == 0 and "--page" in text.stderr
+
+    foreign = cli("credentials", "show", cid, "--page", "https://attacker.example/x", env=env)
+    assert foreign.returncode == 2 and "Traceback" not in foreign.stderr
+    assert "page" in foreign.stderr.lower()
+
+
 def test_own_app_secret_is_read_from_stdin_or_a_file_and_never_printed(env, tmp_path):
     cid = unique("cli-ownapp")
     redact.register(seed.PARTNER_APP_SECRET)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import html
 import logging
 import re
 from datetime import UTC, datetime, timedelta
@@ -294,3 +295,24 @@ def test_expired_invite_link_is_refused_before_any_sign_in(site, broker):
     assert landing.status_code == 404
     assert "This consent link is not valid" in landing.text
     assert "it has expired" in landing.text  # the broker's reason, under "Technical details"
+
+
+def test_the_detail_page_pages_through_a_long_history(site, broker):
+    from tests.support.broker import spec
+
+    credential_id = unique_id("web-paged")
+    added = broker.add_credential(spec(credential_id))
+    for _ in range(29):  # 30 versions: more than one page
+        broker.vault.create_placeholder(spec(credential_id), now=added.latest.obtained_at)
+    detail = f"/credentials/{credential_id}"
+
+    first = site.client.get(detail)
+    assert first.status_code == 200 and first.text.count('data-label="Version"') == 25
+    link = re.search(r'href="([^"]*\?versions=[^"]+)">More versions', first.text)
+    assert link
+    rest = site.client.get(html.unescape(link.group(1)))
+    assert rest.status_code == 200 and rest.text.count('data-label="Version"') == 5
+    assert "More versions" not in rest.text
+    # a page link that is not this credential's own listing is bad input, not a fetch
+    forged = site.client.get(detail, query_string={"versions": "https://attacker.example/x"})
+    assert forged.status_code == 400
