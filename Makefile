@@ -52,8 +52,11 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports --no-cache
 
+# `make run PORT=8080` moves the consent site; `DEVSTACK_PORT_BASE=0` gives devstack free ports
+PORT ?= 47400
+DEVSTACK_PORT_BASE ?=
 run: $(STAMP)
-	$(PY) -m broker dev
+	$(PY) -m broker dev --port $(PORT)$(if $(DEVSTACK_PORT_BASE), --devstack-port-base $(DEVSTACK_PORT_BASE))
 
 test: $(STAMP) browser azurite azcli lint
 	bash infra/check.sh

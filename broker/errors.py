@@ -16,6 +16,7 @@ secret or a URL carrying one: messages are built from ids, field names and error
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
 
@@ -134,3 +135,21 @@ class TransientFailure(BrokerError):
 class Conflict(BrokerError):
     default_message = "Another operation is changing this credential."
     hint = "Wait for the other operation to finish, then look at the credential again."
+
+
+_ERRNO = re.compile(r"\[Errno -?\d+\] ([^'\")\]]+)")
+
+
+def network_cause(exc: BaseException) -> str:
+    """What went wrong on the network, in words: "Connection refused", "timed out", ..."""
+    text = str(exc)
+    if "CERTIFICATE_VERIFY_FAILED" in text:
+        return "its TLS certificate is not trusted here (REQUESTS_CA_BUNDLE)"
+    found = _ERRNO.search(text)
+    if found:
+        return found.group(1).strip().rstrip(".")
+    for words in ("timed out", "Connection aborted", "RemoteDisconnected", "Connection reset"):
+        if words in text:
+            return "the connection was closed before an answer" if words == "RemoteDisconnected" \
+                else words
+    return type(getattr(exc, "inner_exception", None) or exc).__name__

@@ -32,6 +32,7 @@ from broker.errors import (
     NeedsConsent,
     SettingsError,
     TransientFailure,
+    network_cause,
 )
 from broker.reasons import AADSTS
 
@@ -355,8 +356,10 @@ class Identity:
             return call()
         except (requests.Timeout, requests.ConnectionError) as exc:
             raise TransientFailure(
-                f"Entra ID could not be reached ({type(exc).__name__}); try again later.",
-                hint="nothing to do: the broker retries and leaves it for the next run",
+                f"Entra ID at {self.settings.authority_host} could not be reached "
+                f"({network_cause(exc)}).",
+                hint="Check BROKER_AUTHORITY_HOST and the network, then run it again; the "
+                     "rotation worker retries on its own.",
             ) from None
         except (MsalServiceError, ValueError, RuntimeError) as exc:
             status, retry_after = self._http.last()

@@ -50,7 +50,7 @@ class Settings:
     smtp_url: str | None = field(default=None, repr=False)
     notify_email: str | None = None
     secret_key: str = field(default="", repr=False)
-    state_dir: Path = Path(".broker")
+    state_dir: Path = Path(".broker")  # load_settings: BROKER_STATE_DIR or default_state_dir()
     invite_ttl_hours: float = 24.0
     lease_seconds: int = 60
     operator_auth: str = "local"
@@ -73,6 +73,20 @@ class Settings:
         from broker.identity import is_microsoft_host
 
         return is_microsoft_host(self.authority_host)
+
+
+def default_state_dir() -> Path:
+    """Where local state (file locks, the generated signing key) lives without BROKER_STATE_DIR:
+    the same place from any working directory, so the CLI, the site and the worker of one
+    installation share one signing key (an invite link made by `broker invite` in another
+    folder must open on the site). In a checkout (`make install` is an editable install):
+    `<checkout>/.broker`; in an installed package: `$XDG_STATE_HOME/partner-token-broker`
+    (`~/.local/state/partner-token-broker`)."""
+    checkout = Path(__file__).resolve().parents[1]
+    if (checkout / "pyproject.toml").is_file() and (checkout / "broker").is_dir():
+        return checkout / ".broker"
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "partner-token-broker"
 
 
 def load_settings(environ: Mapping[str, str] | None = None, *, dotenv: bool = True) -> Settings:
@@ -195,7 +209,8 @@ class _Loader:
         return _local_secret_key(state_dir)
 
     def settings(self) -> Settings:
-        state_dir = Path(self.text("BROKER_STATE_DIR", ".broker"))
+        given = self.text("BROKER_STATE_DIR")
+        state_dir = Path(given).absolute() if given else default_state_dir()
         operator_auth = self.text("BROKER_OPERATOR_AUTH", "local").lower()
         if operator_auth not in OPERATOR_AUTH_MODES:
             raise SettingsError(

@@ -44,6 +44,7 @@ from broker.errors import (
     InvalidInput,
     NeedsConsent,
     TransientFailure,
+    network_cause,
 )
 from broker.logs import get_logger, redact
 from broker.pacing import Pacer, WindowLimiter
@@ -238,23 +239,6 @@ def vault_errors(credential_id: str | None = None, *, url: str | None = None
 
 # empty pages (with a nextLink) followed before a versions page is shown as it is
 EMPTY_PAGES_FOLLOWED = 5
-
-_ERRNO = re.compile(r"\[Errno -?\d+\] ([^'\")\]]+)")
-
-
-def network_cause(exc: BaseException) -> str:
-    """What went wrong on the network, in words: "Connection refused", "timed out", ..."""
-    text = str(exc)
-    if "CERTIFICATE_VERIFY_FAILED" in text:
-        return "its TLS certificate is not trusted here (REQUESTS_CA_BUNDLE)"
-    found = _ERRNO.search(text)
-    if found:
-        return found.group(1).strip().rstrip(".")
-    for words in ("timed out", "Connection aborted", "RemoteDisconnected", "Connection reset"):
-        if words in text:
-            return "the connection was closed before an answer" if words == "RemoteDisconnected" \
-                else words
-    return type(getattr(exc, "inner_exception", None) or exc).__name__
 
 
 def _from_response(exc: az.HttpResponseError, credential_id: str | None) -> BrokerError:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import os
 import sys
 import traceback
 from concurrent.futures import ThreadPoolExecutor
@@ -19,7 +20,14 @@ from pathlib import Path
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from broker.cli import render
-from broker.cli.exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError
+from broker.cli.exits import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_PIPE_CLOSED,
+    EXIT_USAGE,
+    UsageError,
+)
 from broker.cli.parser import check
 from broker.errors import BrokerError, CredentialNotFound, InvalidInput, SettingsError
 from broker.logs import configure, redact
@@ -51,6 +59,18 @@ class Context:
     def json(self, data) -> None:
         print(render.dump(data), flush=True)
 
+    @property
+    def width(self) -> int | None:
+        """What tables must fit in: the terminal's width, or None (uncut) with `--wide`."""
+        return None if getattr(self.args, "wide", False) else self.out.width
+
+    def table(self, table) -> None:
+        """Print a table made for `width`; uncut ones may be wider than the terminal."""
+        if self.width is None:
+            render.wide_console().print(table, crop=False)
+        else:
+            self.out.print(table)
+
     def note(self, text: str) -> None:
         """A message for the person at the terminal (stderr, so stdout stays parseable)."""
         self.err.print(text, markup=False, highlight=False)
@@ -73,13 +93,18 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     except KeyboardInterrupt:
         _print_error("broker: interrupted")
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # the reader went away (`broker ... | head -c1`): that is its choice, not our error
+        _quiet_stdout()
+        return EXIT_PIPE_CLOSED
     except UsageError as exc:
         _print_error(f"broker {args.command}: error: {exc}")
         return EXIT_USAGE
     except SettingsError as exc:
         hint = exc.hint
         if exc.setting == "BROKER_VAULT_URL":
-            hint += " With devstack running: `source .devstack/env`."
+            hint += (" With `make run` running: `source .devstack/env` in its checkout (the "
+                     "banner prints the full path).")
         _print_error(f"broker: {exc}", hint)
         return EXIT_USAGE
     except InvalidInput as exc:
@@ -119,6 +144,14 @@ def _invalid(args: argparse.Namespace, exc: InvalidInput) -> tuple[str, list[str
     return f"broker: {exc}", lines
 
 
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null, so that the interpreter's last flush at exit cannot raise
+    BrokenPipeError again (Python's own advice for SIGPIPE)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
 def _print_error(message: str, hint: str | None = None, details: list[str] | None = None) -> None:
     lines = [message, *(details or [])]
     if hint:
@@ -134,6 +167,8 @@ def credentials(ctx: Context) -> int:
 
 
 def credentials_list(ctx: Context) -> int:
+    if ctx.args.removed:
+        return _removed_list(ctx)
     found = ctx.broker.list_credentials(ctx.args.environment)
     warn = ctx.settings.warn_days
     items = [render.credential_json(c, ctx.now, warn) for c in found]
@@ -142,8 +177,31 @@ def credentials_list(ctx: Context) -> int:
     elif not items:
         ctx.note("No credentials yet: `broker credentials add --help`.")
     else:
-        ctx.out.print(render.list_table(items))
+        ctx.table(render.list_table(items, width=ctx.width))
+        _print_reasons(ctx, items)
     return EXIT_OK
+
+
+def _removed_list(ctx: Context) -> int:
+    removed = [r for r in ctx.broker.removed_credentials()
+               if ctx.args.environment in (None, r.environment)]
+    items = [render.removed_json(r) for r in removed]
+    if ctx.args.json:
+        ctx.json({"removed": items})
+    elif not items:
+        ctx.note("No removed credentials: Key Vault has none it could recover.")
+    else:
+        ctx.table(render.removed_table(items, width=ctx.out.width))
+    return EXIT_OK
+
+
+def _print_reasons(ctx: Context, items: list[dict]) -> None:
+    """Why each credential that is not active is so, and what to do, after the table."""
+    lines = render.reasons_text(items)
+    if lines:
+        ctx.out.print("")
+        for line in lines:
+            ctx.out.print(line, markup=False, highlight=False)
 
 
 def credentials_show(ctx: Context) -> int:
@@ -200,12 +258,18 @@ def credentials_edit(ctx: Context) -> int:
         client_id=client_id, client_secret=_read_secret(args),
         secret_expires_on=args.secret_expires_on,
     )
-    credential = ctx.broker.edit_credential(existing.id, spec)
-    if credential.stored_status is Status.PENDING_CONSENT \
+    result = ctx.broker.edit(existing.id, spec)
+    credential = result.credential
+    if result.verified == "consent-needed" \
             and existing.stored_status is not Status.PENDING_CONSENT:
         ctx.note(f"Changed {credential.id}: the tenant or app changed, so it needs consent "
                  f"again (old token versions are kept, disabled). Next: "
                  f"`broker invite {credential.id}`.")
+    elif result.verified == "verified":
+        ctx.note(f"Changed {credential.id}: {result.message}")
+    elif result.verified in ("needs-consent", "unverified"):
+        ctx.note(f"Changed {credential.id}, with a problem: {result.message}")
+        return EXIT_FAILED
     else:
         ctx.note(f"Changed {credential.id}.")
     return EXIT_OK
@@ -222,7 +286,32 @@ def credentials_remove(ctx: Context) -> int:
             ctx.note("Nothing removed.")
             return EXIT_OK
     ctx.broker.remove_credential(credential.id)
-    ctx.note(f"Removed {credential.id} (recoverable from Key Vault's deleted secrets).")
+    ctx.note(f"Removed {credential.id}. Key Vault keeps it for its retention period: "
+             f"`broker credentials recover {credential.id}` brings it back.")
+    return EXIT_OK
+
+
+def credentials_recover(ctx: Context) -> int:
+    credential = ctx.broker.recover_credential(ctx.args.id)
+    ctx.note(f"Recovered {credential.id} with all its versions; it is "
+             f"{credential.status(ctx.now, ctx.settings.warn_days).value}.")
+    return EXIT_OK
+
+
+def credentials_purge(ctx: Context) -> int:
+    removed = ctx.broker.removed_credential(ctx.args.id)
+    if not removed.purgeable:
+        ctx.broker.purge_credential(removed.id)  # refuses, saying why and when Key Vault will
+    if not ctx.args.yes:
+        if not sys.stdin.isatty():
+            raise UsageError("confirm the purge with --yes (no terminal to ask on)")
+        answer = input(f"Purge removed credential {removed.id!r} for good? It cannot be "
+                       "recovered afterwards. [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            ctx.note("Nothing purged.")
+            return EXIT_OK
+    ctx.broker.purge_credential(removed.id)
+    ctx.note(f"Purged {removed.id}: its id can be used again.")
     return EXIT_OK
 
 
@@ -302,7 +391,7 @@ def rotate(ctx: Context) -> int:
             ctx.note(f"{waiting} credential(s) pending consent are not rotated.")
         total = len(work)
     else:
-        work = list(dict.fromkeys(args.ids))
+        work = _known(service, list(dict.fromkeys(args.ids)), "rotated")
         total = len(work)
     if total == 0 and (work is not None or args.due):
         if args.json:
@@ -334,7 +423,7 @@ def validate(ctx: Context) -> int:
             ctx.note(f"{len(everything) - len(ids)} credential(s) pending consent are not "
                      "validated.")
     else:
-        ids = list(dict.fromkeys(args.ids))
+        ids = _known(service, list(dict.fromkeys(args.ids)), "validated")
     if not ids:
         if args.json:
             ctx.json({"ok": True, "results": []})
@@ -360,6 +449,18 @@ def validate(ctx: Context) -> int:
     else:
         ctx.out.print(render.validation_table(reports))
     return EXIT_OK if ok else EXIT_FAILED
+
+
+def _known(service, ids: list[str], done: str) -> list[str]:
+    """The ids, if every one names a credential; otherwise CredentialNotFound (exit 2, as for
+    `credentials show`) before anything is done to any of them."""
+    existing = {c.id for c in service.list_credentials()}
+    unknown = [i for i in ids if i not in existing]
+    if unknown:
+        names = ", ".join(repr(i) for i in unknown)
+        raise CredentialNotFound(unknown[0], f"No credential with id {names}; nothing was "
+                                             f"{done}.")
+    return ids
 
 
 def _failed_validation(credential_id: str, message: str) -> dict:
@@ -417,7 +518,12 @@ def status(ctx: Context) -> int:
         ctx.note("No credentials yet: `broker credentials add --help`.")
     else:
         summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
-        ctx.out.print(render.credentials_table(items, warn, title=f"credentials: {summary}"))
+        ctx.table(render.credentials_table(items, warn, title=f"credentials: {summary}",
+                                           width=ctx.width))
+        _print_reasons(ctx, items)
+        if not ctx.args.wide:
+            ctx.note("Days are until the token and the client secret expire. Secret identifier "
+                     "URLs: `broker status --wide` or `broker credentials show ID`.")
     return EXIT_OK
 
 
@@ -436,7 +542,8 @@ def dev(ctx: Context) -> int:
 
 CREDENTIAL_ACTIONS = {
     "list": credentials_list, "show": credentials_show, "add": credentials_add,
-    "edit": credentials_edit, "remove": credentials_remove,
+    "edit": credentials_edit, "remove": credentials_remove, "recover": credentials_recover,
+    "purge": credentials_purge,
 }
 HANDLERS = {
     "dev": dev, "credentials": credentials, "invite": invite, "rotate": rotate,

@@ -24,6 +24,8 @@ import time
 from pathlib import Path
 from typing import IO
 
+from broker.settings import default_state_dir
+
 START_TIMEOUT = 30.0
 SITE_TIMEOUT = 20.0
 STOP_GRACE = 10.0
@@ -201,7 +203,7 @@ def _run(args, supervisor: Supervisor, state_dir: Path, env_file: Path, log_dir:
 
     stack_env = read_env_file(env_file)
     public_url = os.environ.get("BROKER_PUBLIC_URL") or f"http://localhost:{args.port}"
-    broker_state = Path(os.environ.get("BROKER_STATE_DIR") or ".broker").resolve()
+    broker_state = Path(os.environ.get("BROKER_STATE_DIR") or default_state_dir()).resolve()
     broker_env = {"BROKER_PUBLIC_URL": public_url, "BROKER_STATE_DIR": str(broker_state)}
     (state_dir / "broker-env").write_text(
         "".join(f"export {k}={shlex.quote(v)}\n" for k, v in broker_env.items()),
@@ -253,6 +255,16 @@ def _fail(message: str) -> int:
     return 1
 
 
+def cli_command() -> str:
+    """`broker` as it can be typed in any shell: this interpreter's own console script (the
+    virtualenv is not activated there), or `python -m broker`."""
+    here = Path(sys.executable).absolute()
+    script = here.parent / "broker"
+    if script.exists():
+        return shlex.quote(str(script))
+    return f"{shlex.quote(str(here))} -m broker"
+
+
 def _banner(state_dir: Path, env: dict[str, str], site_url: str | None, sign_in: str | None,
             public_url: str, log_dir: Path) -> None:
     rows = [
@@ -267,11 +279,13 @@ def _banner(state_dir: Path, env: dict[str, str], site_url: str | None, sign_in:
     width = max(len(label) for label, _ in rows)
     lines = ["", "broker dev is up:"]
     lines += [f"  {label:<{width}}  {value}" for label, value in rows]
+    state = state_dir.absolute()
     lines += [
         "",
-        "Use the CLI from another shell (in this directory):",
-        f"  source {state_dir / 'env'} && source {state_dir / 'broker-env'}",
-        "  broker status",
+        "Use the CLI from another shell, in any directory:",
+        f"  source {shlex.quote(str(state / 'env'))} && "
+        f"source {shlex.quote(str(state / 'broker-env'))}",
+        f"  {cli_command()} status",
         f"Invite links point at {public_url}. Ctrl-C stops everything.",
         "",
     ]

@@ -7,6 +7,7 @@ parser, the commands and `resolve` share them without importing each other.
 from __future__ import annotations
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_PIPE_CLOSED = 141  # 128 + SIGPIPE, what a shell reports for `yes | head -1`
 PARTNER_CENTER_DEFAULT_SCOPE = "https://api.partnercenter.microsoft.com/.default"
 
 

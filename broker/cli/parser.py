@@ -16,9 +16,10 @@ DESCRIPTION = """\
 `broker` (also `python -m broker`): the operator's command line.
 
 Exit codes scripts can trust: 0 all went well, 1 something failed (a rotation, a validation, an
-import row, an unreachable service), 2 usage or invalid input (nothing was changed), 130
-interrupted. Errors are one message and a hint on stderr, never a traceback (`--debug` shows
-one). No command prints a token or a secret, except `resolve --reveal`."""
+import row, an unreachable service), 2 usage or invalid input such as an unknown credential id
+(nothing was changed), 130 interrupted, 141 the reader of the output went away (`| head`).
+Errors are one message and a hint on stderr, never a traceback (`--debug` shows one). No
+command prints a token or a secret, except `resolve --reveal`."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     csub = creds.add_subparsers(dest="action", required=True, metavar="ACTION")
     lst = _sub(csub, "list", "list credentials (no values)")
     lst.add_argument("--environment", choices=("test", "production"))
+    lst.add_argument("--removed", action="store_true",
+                     help="removed credentials Key Vault can still recover")
+    _wide_flag(lst)
     _json_flag(lst)
     show = _sub(csub, "show", "one credential with its token versions (no values)")
     show.add_argument("id")
@@ -55,6 +59,12 @@ def build_parser() -> argparse.ArgumentParser:
     remove = _sub(csub, "remove", "soft-delete a credential (recoverable in Key Vault for 90 days)")
     remove.add_argument("id")
     remove.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
+    recover = _sub(csub, "recover", "undo a removal: the credential comes back with its versions")
+    recover.add_argument("id")
+    purge = _sub(csub, "purge", "delete a removed credential for good, freeing its id (not "
+                                "possible in vaults with purge protection)")
+    purge.add_argument("id")
+    purge.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
 
     invite = _sub(sub, "invite", "a signed, expiring, single-use consent link for an admin")
     invite.add_argument("id")
@@ -91,6 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     status = _sub(sub, "status", "a table of credentials with days until expiry")
     status.add_argument("--environment", choices=("test", "production"))
+    _wide_flag(status)
     _json_flag(status)
 
     _sub(sub, "worker", "run the rotation worker in this process until Ctrl-C")
@@ -109,6 +120,9 @@ def check(args: argparse.Namespace) -> None:
             raise UsageError("name credentials or use --all, not both")
         if not args.ids and not args.all:
             raise UsageError("name the credentials to validate, or use --all")
+    elif args.command == "credentials" and args.action == "list":
+        if args.removed and args.wide:
+            raise UsageError("--wide applies to the credentials, not to --removed")
     elif args.command == "resolve":
         if args.scope and not args.access_token:
             raise UsageError("--scope applies to --access-token only")
@@ -141,6 +155,12 @@ def _parser(prog: str, **kwargs) -> argparse.ArgumentParser:
 
 def _sub(sub, name: str, help_text: str) -> argparse.ArgumentParser:
     return sub.add_parser(name, help=help_text, description=help_text, allow_abbrev=False)
+
+
+def _wide_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--wide", action="store_true",
+                        help="every column, uncut (tenant, last renewal, secret identifier URL); "
+                             "wider than 80 columns")
 
 
 def _json_flag(parser: argparse.ArgumentParser) -> None:

@@ -28,6 +28,13 @@ OUTCOME_STYLES = {"rotated": "green", "skipped": "dim", "needs-consent": "bold r
                   "failed": "bold red", "ok": "green"}
 
 
+def wide_console() -> Console:
+    """stdout for `--wide`: no width at all to fit in (rich never prints wider than its
+    console, whatever the table asks for)."""
+    return Console(width=100_000, soft_wrap=False, highlight=False,
+                   no_color=bool(os.environ.get("NO_COLOR")) or None)
+
+
 def consoles() -> tuple[Console, Console]:
     """(stdout, stderr) consoles; colour only on a terminal and never with NO_COLOR.
 
@@ -58,6 +65,7 @@ def dump(data: Any) -> str:
 def credential_json(credential: Credential, now: datetime, warn_days: int) -> dict[str, Any]:
     latest = credential.latest
     consented = latest is not None and not latest.is_placeholder
+    reason = credential.reason(now, warn_days)
     return {
         "id": credential.id,
         "environment": credential.environment,
@@ -80,6 +88,8 @@ def credential_json(credential: Credential, now: datetime, warn_days: int) -> di
         "roles": list(latest.roles) if consented else [],
         "last_validated_at": iso(credential.last_validated_at),
         "last_validation": credential.last_validation,
+        # why the status is not active (null when it is): code, meaning, action, command, when
+        "reason": reason.as_dict(credential.id) if reason else None,
     }
 
 
@@ -96,8 +106,10 @@ def version_json(version: TokenVersion) -> dict[str, Any]:
         "consented_by": version.consented_by or None,
         "mfa": version.mfa,
         "roles": list(version.roles),
-        "validated_at": version.tags.get("validated_at"),
-        "validation": version.tags.get("validation"),
+        "validated_at": iso(version.check.at) if version.check else None,
+        "validation": version.check.result if version.check else None,
+        "reason": version.reason.as_dict(version.tags.get("credential", ""))
+        if version.reason else None,
     }
 
 
@@ -113,41 +125,132 @@ def days_text(days: int | None, warn_days: int) -> Text:
     return Text(str(days), style=style)
 
 
-def credentials_table(items: Iterable[dict[str, Any]], warn_days: int, *,
-                      title: str | None = None, urls: bool = True) -> Table:
-    table = Table(title=title, title_justify="left", header_style="bold")
-    table.add_column("id", no_wrap=True)
-    table.add_column("env")
-    table.add_column("status", no_wrap=True)
-    table.add_column("tenant", overflow="fold")
-    table.add_column("token days", justify="right")
-    table.add_column("secret days", justify="right")
-    table.add_column("last renewal", no_wrap=True)
-    if urls:
-        table.add_column("secret identifier URL", overflow="fold")
-    for item in items:
-        renewal = "-"
-        if item["token_obtained_at"]:
-            renewal = f"{item['token_obtained_at'][:10]} {item['token_source'] or ''}".strip()
-        row = [
-            item["id"], item["environment"], status_text(item["status"]), item["tenant_id"],
-            days_text(item["days_until_token_expiry"], warn_days),
-            days_text(item["days_until_secret_expiry"], warn_days), renewal,
-        ]
-        if urls:
-            row.append(item["secret_id"])
+# what the `why` column says: AADSTS codes as they are, the broker's own reasons in two words
+SHORT_REASONS = {
+    "not-consented": "not consented", "app-changed": "app changed",
+    "token-expired": "token expired", "token-expiring": "token expiring",
+    "secret-expired": "secret expired", "secret-expiring": "secret expiring",
+    "token-and-secret-expiring": "token+secret", "no-mfa": "no MFA",
+    "partner-center": "Partner Center", "rotation-failed": "rotation failed",
+    "unknown": "unknown",
+}
+
+
+def short_reason(item: dict[str, Any]) -> Text:
+    reason = item.get("reason")
+    if not reason:
+        return Text("-", style="dim")
+    return Text(SHORT_REASONS.get(reason["code"], reason["code"]))
+
+
+def _plain(cell: Any) -> str:
+    return cell.plain if isinstance(cell, Text) else str(cell)
+
+
+def fitted_table(header: list[str], rows: list[list[Any]], *, width: int | None,
+                 title: str | None = None, flex: int = 0,
+                 right: tuple[int, ...] = ()) -> Table:
+    """A table one line per row: every column as wide as its longest cell, except the `flex`
+    column, which gives up what does not fit in `width` (cut with "…"; never below 12).
+    `width=None` is `--wide`: every cell whole, however long the line."""
+    sizes = [max([len(h), *(len(_plain(r[i])) for r in rows)]) for i, h in enumerate(header)]
+    if width is not None:
+        others = sum(s for i, s in enumerate(sizes) if i != flex) + 2 * (len(sizes) - 1)
+        sizes[flex] = max(12, min(sizes[flex], width - others))
+    # no rules: two spaces between columns, as `kubectl get` and `docker ps` print them
+    table = Table(title=title, title_justify="left", header_style="bold", box=None,
+                  pad_edge=False, padding=(0, 1))
+    for i, name in enumerate(header):
+        table.add_column(name, width=sizes[i], no_wrap=True, overflow="ellipsis",
+                         justify="right" if i in right else "left")
+    for row in rows:
         table.add_row(*row)
     return table
 
 
-def list_table(items: Iterable[dict[str, Any]]) -> Table:
-    table = Table(header_style="bold")
-    for column in ("id", "env", "product", "marketplace", "tenant", "app", "status"):
-        table.add_column(column, overflow="fold")
+def credentials_table(items: Iterable[dict[str, Any]], warn_days: int, *,
+                      title: str | None = None, width: int | None = 80) -> Table:
+    """`broker status`: one line per credential. Within `width`: id, environment, status, days
+    until the token and the client secret expire, and why; `width=None` (`--wide`) adds the
+    tenant, the last renewal and the secret identifier URL, uncut."""
+    header = ["id", "env", "status", "token", "secret", "why"]
+    if width is None:
+        header += ["tenant", "renewed", "secret identifier URL"]
+    rows = []
     for item in items:
-        table.add_row(item["id"], item["environment"], item["product"], item["marketplace"],
-                      item["tenant_id"], item["client_id"] or "cpv", status_text(item["status"]))
-    return table
+        row = [
+            item["id"], ENV_SHORT.get(item["environment"], item["environment"]),
+            status_text(item["status"]),
+            days_text(item["days_until_token_expiry"], warn_days),
+            days_text(item["days_until_secret_expiry"], warn_days), short_reason(item),
+        ]
+        if width is None:
+            renewal = "-"
+            if item["token_obtained_at"]:
+                renewal = f"{item['token_obtained_at'][:10]} {item['token_source'] or ''}"
+            row += [item["tenant_id"], renewal.strip(), item["secret_id"]]
+        rows.append(row)
+    return fitted_table(header, rows, width=width, title=title, right=(3, 4))
+
+
+ENV_SHORT = {"test": "test", "production": "prod"}
+
+
+def list_table(items: Iterable[dict[str, Any]], *, width: int | None = 80) -> Table:
+    """`broker credentials list`: one line per credential. Within `width`: id, environment,
+    status, tenant and product (those two cut first); `width=None` (`--wide`) adds the
+    marketplace and the app, and cuts nothing."""
+    header = ["id", "env", "status", "tenant", "product"]
+    if width is None:
+        header += ["marketplace", "app"]
+    rows = []
+    for item in items:
+        row = [item["id"], ENV_SHORT.get(item["environment"], item["environment"]),
+               status_text(item["status"]), item["tenant_id"], item["product"]]
+        if width is None:
+            row += [item["marketplace"], item["client_id"] or "cpv"]
+        else:
+            row[3], row[4] = _cut(row[3], 18), _cut(row[4], 14)
+        rows.append(row)
+    return fitted_table(header, rows, width=width)
+
+
+def _cut(text: str, size: int) -> str:
+    return text if len(text) <= size else text[:size - 1] + "…"
+
+
+def reason_lines(reason: dict[str, Any]) -> tuple[str, str]:
+    """(what happened and when, what to do) for one `reason` of the JSON shape."""
+    code = reason["code"]
+    words = f"{code}: {reason['meaning']}" if code.startswith("AADSTS") \
+        else reason["meaning"][:1].upper() + reason["meaning"][1:]
+    todo = reason["action"]
+    if reason.get("command"):
+        todo += f" Run: {reason['command']}"
+    return f"{words}{_reason_when(reason)}.", todo
+
+
+def reasons_text(items: Iterable[dict[str, Any]]) -> list[str]:
+    """Below a table: for each credential that is not active, why and what to do."""
+    lines = []
+    for item in items:
+        if item.get("reason"):
+            what, todo = reason_lines(item["reason"])
+            lines += [f"{item['id']} ({item['status']}): {what}", f"  What to do: {todo}"]
+    return lines
+
+
+def _reason_when(reason: dict[str, Any]) -> str:
+    at = reason.get("at")
+    if not at:
+        return ""
+    when = at[:16].replace("T", " ") + " UTC"
+    if reason.get("by"):
+        return f" (found by {reason['by']} on {when})"
+    verb = "expires" if reason["code"].endswith("expiring") else "since"
+    if reason["code"] == "not-consented":
+        verb = "registered"
+    return f" ({verb} {when})"
 
 
 def credential_detail(item: dict[str, Any], versions: list[dict[str, Any]]) -> list[Any]:
@@ -163,11 +266,15 @@ def credential_detail(item: dict[str, Any], versions: list[dict[str, Any]]) -> l
         ("token expires", "token_expires_on"), ("client secret expires", "secret_expires_on"),
         ("consented by", "consented_by"), ("MFA", "mfa"), ("roles", "roles"),
         ("last validated", "last_validated_at"), ("last validation", "last_validation"),
+        ("why", "reason"),
     ]
     for label, key in labels:
         value = item[key]
         if key == "status":
             value = status_text(value)
+        elif key == "reason" and value:
+            what, todo = reason_lines(value)
+            value = Text(f"{what}\nWhat to do: {todo}")
         elif isinstance(value, list):
             value = ", ".join(value) or "-"
         elif value is None:
@@ -252,3 +359,19 @@ def import_table(report) -> Table:
     table.caption = (f"{len(report.imported)} imported, {len(report.skipped)} skipped, "
                      f"{len(report.failed)} failed")
     return table
+
+
+def removed_json(removed) -> dict[str, Any]:
+    return {"id": removed.id, "environment": removed.environment, "product": removed.product,
+            "marketplace": removed.marketplace, "tenant_id": removed.tenant_id,
+            "removed_on": iso(removed.removed_on), "purge_on": iso(removed.purge_on),
+            "recovery_level": removed.recovery_level, "purgeable": removed.purgeable}
+
+
+def removed_table(items: Iterable[dict[str, Any]], *, width: int | None = 80) -> Table:
+    rows = [[item["id"], ENV_SHORT.get(item["environment"], item["environment"]),
+             (item["removed_on"] or "-")[:10], (item["purge_on"] or "-")[:10],
+             "yes" if item["purgeable"] else Text("protected", style="yellow")]
+            for item in items]
+    return fitted_table(["id", "env", "removed", "gone for good", "purge"], rows, width=width,
+                        title="removed credentials (recover ID; purge ID where the vault allows)")

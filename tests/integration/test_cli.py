@@ -232,7 +232,7 @@ def test_status_shows_days_until_expiry_and_the_url(active):
     assert mine["status"] == "active" and mine["token_source"] in ("import", "rotation")
     assert 88 <= mine["days_until_token_expiry"] <= 90
     assert data["counts"]["active"] >= 1
-    table = cli("status", env=env).stdout
+    table = cli("status", "--wide", env=env).stdout
     line = next(line for line in table.splitlines() if cid in line)
     assert "active" in line and f"/secrets/rt-{cid}" in line
 
@@ -254,13 +254,16 @@ def test_rotate_stores_a_new_version_and_reports_it(active):
         len(before["versions"]) + 1
 
 
-def test_rotate_of_an_unknown_or_unconsented_credential_exits_1(env):
+def test_rotate_of_an_unconsented_credential_exits_1_and_of_an_unknown_one_2(env):
     cid = unique("cli-pending")
     assert cli(*add_args(cid), env=env).returncode == 0
-    result = cli("rotate", cid, unique("cli-missing"), "--json", env=env)
+    result = cli("rotate", cid, "--json", env=env)
     assert result.returncode == 1
-    outcomes = [r["outcome"] for r in json.loads(result.stdout)["results"]]
-    assert outcomes == ["needs-consent", "error"]
+    assert [r["outcome"] for r in json.loads(result.stdout)["results"]] == ["needs-consent"]
+    # an unknown id is invalid input, as for `credentials show`: exit 2, nothing rotated
+    missing = cli("rotate", cid, unique("cli-missing"), "--json", env=env)
+    assert missing.returncode == 2 and "nothing was rotated" in missing.stderr
+    assert missing.stdout == ""
 
 
 def test_rotate_due_reports_json_even_when_nothing_is_due(active):
@@ -281,7 +284,7 @@ def test_validate_reports_ok_and_fails_for_unknown_ids(active):
         "organization": seed.PARTNER_TENANT_NAME,
         "message": f"Valid: Partner Center answered as {seed.PARTNER_TENANT_NAME}."}
     missing = cli("validate", unique("cli-missing"), env=env)
-    assert missing.returncode == 1 and "failed" in missing.stdout
+    assert missing.returncode == 2 and "nothing was validated" in missing.stderr
 
 
 def test_resolve_shows_metadata_and_reveals_only_when_asked(active):
@@ -393,6 +396,19 @@ def test_dev_starts_the_stack_prints_the_urls_and_ctrl_c_stops_everything(tmp_pa
         stack_env = (tmp_path / "stack" / "env").read_text()
         assert "BROKER_VAULT_URL" in stack_env
         assert "BROKER_PUBLIC_URL" in (tmp_path / "stack" / "broker-env").read_text()
+        # the banner's commands, run as printed: another shell, another directory, no
+        # virtualenv activated and no BROKER_* variables
+        lines = banner.splitlines()
+        at = next(i for i, line in enumerate(lines) if line.startswith("Use the CLI"))
+        commands = [lines[at + 1].strip(), lines[at + 2].strip()]
+        shell_env = {k: v for k, v in os.environ.items()
+                     if not k.startswith(("BROKER_", "DEVSTACK_", "VIRTUAL_ENV"))}
+        shell_env["PATH"] = "/usr/bin:/bin"
+        shell_env["COLUMNS"] = "80"
+        ran = subprocess.run(["bash", "-c", " && ".join(commands)], env=shell_env, cwd="/",
+                             capture_output=True, text=True, timeout=60, check=False)
+        assert ran.returncode == 0, (commands, ran.stderr)
+        assert "No credentials yet" in ran.stderr
     finally:
         process.send_signal(signal.SIGINT)
         try:

@@ -225,9 +225,9 @@ def test_credential_json_has_the_documented_keys_and_no_value():
         "status", "stored_status", "secret_id", "token_obtained_at", "token_source",
         "token_expires_on", "days_until_token_expiry", "secret_expires_on",
         "days_until_secret_expiry", "consented_by", "mfa", "roles", "last_validated_at",
-        "last_validation"]
+        "last_validation", "reason"]
     assert (item["model"], item["status"], item["days_until_token_expiry"],
             item["token_expires_on"]) == ("cpv", "active", 90, "2030-04-01T00:00:00Z")
     assert list(version_json(version)) == [
         "version", "secret_id", "enabled", "status", "source", "obtained_at", "not_before",
-        "expires_on", "consented_by", "mfa", "roles", "validated_at", "validation"]
+        "expires_on", "consented_by", "mfa", "roles", "validated_at", "validation", "reason"]

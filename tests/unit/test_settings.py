@@ -151,6 +151,21 @@ def test_secret_key_is_required_in_azure(env):
     assert not (Path(env["BROKER_STATE_DIR"]) / "secret-key").exists()
 
 
+def test_the_state_dir_does_not_depend_on_the_working_directory(env, tmp_path, monkeypatch):
+    from broker.settings import default_state_dir
+
+    env.pop("BROKER_STATE_DIR")
+    env["BROKER_SECRET_KEY"] = "k" * 40  # nothing is generated in the checkout
+    monkeypatch.chdir(tmp_path)
+    here = load_settings(env, dotenv=False).state_dir
+    monkeypatch.chdir(Path(__file__).parent)
+    assert load_settings(env, dotenv=False).state_dir == here == default_state_dir()
+    assert here == Path(__file__).resolve().parents[2] / ".broker"  # this checkout's
+    env["BROKER_STATE_DIR"] = "relative/state"
+    assert load_settings(env, dotenv=False).state_dir == Path(__file__).parent.absolute() \
+        / "relative" / "state"
+
+
 def test_settings_can_be_built_directly_for_tests():
     s = Settings(vault_url=VAULT)
     assert s.token_lifetime_days == 90 and s.state_dir == Path(".broker")
