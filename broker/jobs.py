@@ -312,13 +312,15 @@ def validate_all(service: Broker) -> list:
 def _notify_validation(service: Broker, credential_id: str, report) -> None:
     """Notify a failed validation unless the broker did already (needs-consent/error) or it is
     worth only a retry tomorrow (a service unavailable, another writer busy)."""
-    if report.result == "no-mfa":
-        _notify(service, "needs-consent", credential_id, report.message,
-                "an admin must consent again, signing in with multi-factor authentication")
-    elif report.result == "partner-center":
-        _notify(service, "error", credential_id, report.message,
-                "check that the consenting account still holds the Admin Agent role and that "
-                "the partner's Partner Center account is active")
+    kinds = {"no-mfa": "needs-consent", "partner-center": "error"}
+    if report.result in kinds:
+        from broker.credentials import Reason
+
+        reason = Reason(report.result, report.checked_at, "validation")
+        command = reason.command(credential_id)
+        _notify(service, kinds[report.result], credential_id,
+                f"Validation of {credential_id} failed: {reason.summary()}. {report.message}",
+                reason.action + (f" From the command line: {command}" if command else ""))
 
 
 def _notify(service: Broker, kind: str, credential_id: str, message: str, action: str) -> None:

@@ -209,7 +209,8 @@ def failure_page(failure: Failure, credential_id: str | None, *, invite: bool,
         current_app.logger.warning("consent for %s failed: %s", credential_id or "?",
                                    type(error).__name__)
         detail = str(error)
-        if getattr(error, "hint", None) and error.hint not in detail:
+        # an operator gets the hint too; a partner admin's page carries no CLI commands
+        if g.get("operator") and getattr(error, "hint", None) and error.hint not in detail:
             detail = f"{detail} {error.hint}"
     page = render_template(
         "consent/failed.html", failure=failure, credential_id=credential_id, invite=invite,

@@ -47,6 +47,11 @@ def consoles() -> tuple[Console, Console]:
     return out, err
 
 
+def plural(count: int, word: str) -> str:
+    """ "1 error", "2 errors" """
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
 def iso(value: datetime | None) -> str | None:
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z") if value else None
 
@@ -319,8 +324,8 @@ def rotation_table(summary) -> Table:
         table.add_row(r.credential_id, Text(r.outcome, style=OUTCOME_STYLES.get(r.outcome, "")),
                       r.version or "-", r.message)
     table.caption = (f"{summary.rotated} rotated, {summary.skipped} skipped, "
-                     f"{summary.needs_consent} need consent, {summary.errors} errors, "
-                     f"{summary.deferred} deferred")
+                     f"{summary.needs_consent} {'needs' if summary.needs_consent == 1 else 'need'}"
+                     f" consent, {plural(summary.errors, 'error')}, {summary.deferred} deferred")
     return table
 
 

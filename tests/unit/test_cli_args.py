@@ -231,3 +231,18 @@ def test_credential_json_has_the_documented_keys_and_no_value():
     assert list(version_json(version)) == [
         "version", "secret_id", "enabled", "status", "source", "obtained_at", "not_before",
         "expires_on", "consented_by", "mfa", "roles", "validated_at", "validation", "reason"]
+
+
+def test_the_rotation_summary_counts_in_words_that_agree():
+    from rich.console import Console
+
+    from broker.cli.render import rotation_table
+    from broker.rotation import RotationResult, RotationSummary
+
+    summary = RotationSummary.of([
+        RotationResult("a", "error", None, None, "x"),
+        RotationResult("b", "needs-consent", None, None, "y")])
+    console = Console(width=200, record=True, no_color=True)
+    console.print(rotation_table(summary))
+    text = " ".join(console.export_text().split())
+    assert "1 needs consent, 1 error, 0 deferred" in text and "1 errors" not in text

@@ -106,6 +106,7 @@ def test_forged_or_oversized_links_get_a_clear_404(web, token):
     assert page.status_code == 404
     assert "This consent link is not valid" in page.text
     assert "Ask the person who sent it for a new link" in page.text
+    assert "broker " not in page.text.split("<main")[1]  # no CLI commands for a partner admin
 
 
 def test_links_with_slashes_are_plain_404s(web):

@@ -106,6 +106,12 @@ class FakeBroker:
         self.get_credential(credential_id)
         return list(self.versions_by_id[credential_id])
 
+    def versions_page(self, credential_id, *, page_size=25, continuation=None):
+        found = self.versions(credential_id)
+        start = int(continuation or 0)
+        rest = start + page_size
+        return found[start:rest], (str(rest) if rest < len(found) else None)
+
     # registering
     def add_credential(self, spec: CredentialSpec):
         self.calls.append(("add_credential", spec.id))
