@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from broker.credentials import Credential, CredentialSpec, Source, Status
 from broker.errors import (
+    AccessDenied,
     AppMisconfigured,
     BrokerError,
     Conflict,
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from broker.service import Broker
 
 __all__ = [
+    "AccessDenied",
     "AppMisconfigured",
     "Broker",
     "BrokerError",

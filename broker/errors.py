@@ -4,14 +4,19 @@
     ├── InvalidInput            .errors: {field: message}; nothing was changed
     │   └── CredentialNotFound  .credential_id
     ├── SettingsError           .setting: the variable that is missing or invalid
+    ├── AccessDenied            .role, .scope: the Azure role to grant, and where
     ├── NeedsConsent            the grant is dead; an admin must consent again
     ├── ConsentFailed           .reason: one of CONSENT_FAILURE_REASONS
     ├── AppMisconfigured        the app (client id/secret) is wrong; the stored token is kept
     ├── TransientFailure        .retry_after: seconds or None; try again later
-    └── Conflict                another writer holds the lease, or a newer version appeared
+    ├── Conflict                another writer holds the lease, or a newer version appeared
+    └── InvalidMessage          a queue message that is not ours; dropped, never retried
 
-Adapters show `str(exc)` and `exc.hint` to people. Neither ever contains a token, a client
-secret or a URL carrying one: messages are built from ids, field names and error codes only.
+`broker.azure_errors` maps Azure SDK, Storage and MSAL failures into this tree, by one set of
+rules. Adapters show `str(exc)` and `exc.hint` to people; an interactive one replaces the hint
+of a TransientFailure (which speaks to unattended jobs: "will be retried"). Neither message nor
+hint ever contains a token, a client secret or a URL carrying one: they are built from ids,
+field names and error codes only.
 """
 
 from __future__ import annotations
@@ -76,6 +81,20 @@ class SettingsError(BrokerError):
     def __init__(self, setting: str, message: str | None = None, *, hint: str | None = None):
         self.setting = setting
         super().__init__(message or f"{setting} is missing or invalid.", hint=hint)
+
+
+class AccessDenied(BrokerError):
+    """An Azure service refused this identity (401/403); `role` on `scope` lets it in."""
+
+    default_message = "An Azure service denied this identity access."
+    hint = "Assign the identity the Azure role the error names, where it names it."
+
+    def __init__(self, message: str | None = None, *, role: str, scope: str,
+                 hint: str | None = None) -> None:
+        self.role, self.scope = role, scope
+        super().__init__(message, hint=hint or (
+            f"Assign the role '{role}' on {scope} to the identity the broker runs as "
+            "(DefaultAzureCredential: the managed identity, `az login` or AZURE_* variables)."))
 
 
 class NeedsConsent(BrokerError):
@@ -153,3 +172,10 @@ def network_cause(exc: BaseException) -> str:
             return "the connection was closed before an answer" if words == "RemoteDisconnected" \
                 else words
     return type(getattr(exc, "inner_exception", None) or exc).__name__
+
+
+class InvalidMessage(BrokerError):
+    """A queue message that is not one of ours; it is dropped, never retried."""
+
+    default_message = "The queue message is not a rotation request."
+    hint = "Only the broker should write to the rotations queue."

@@ -24,6 +24,7 @@ import requests
 from msal.authority import WELL_KNOWN_AUTHORITY_HOSTS
 from msal.exceptions import MsalServiceError
 
+from broker.azure_errors import from_msal
 from broker.credentials import is_guid
 from broker.errors import (
     AppMisconfigured,
@@ -32,7 +33,6 @@ from broker.errors import (
     NeedsConsent,
     SettingsError,
     TransientFailure,
-    network_cause,
 )
 from broker.reasons import AADSTS
 
@@ -350,37 +350,17 @@ class Identity:
         )
 
     def _guard(self, call, *, flow: str):
-        """Run an MSAL call, turning transport failures into our errors."""
+        """Run an MSAL call; its failures leave as broker errors (`broker.azure_errors`), told
+        the status of the last response, which MSAL itself does not pass on."""
         self._http.reset()
         try:
             return call()
-        except (requests.Timeout, requests.ConnectionError) as exc:
-            raise TransientFailure(
-                f"Entra ID at {self.settings.authority_host} could not be reached "
-                f"({network_cause(exc)}).",
-                hint="Check BROKER_AUTHORITY_HOST and the network, then run it again; the "
-                     "rotation worker retries on its own.",
-            ) from None
-        except (MsalServiceError, ValueError, RuntimeError) as exc:
+        except (requests.Timeout, requests.ConnectionError, MsalServiceError, ValueError,
+                RuntimeError) as exc:
             status, retry_after = self._http.last()
-            if status == 429 or status >= 500:
-                raise classify({"status_code": status, "retry_after": retry_after}) from None
-            if flow == "code" and isinstance(exc, ValueError | RuntimeError) and status < 400:
-                # MSAL's own state or nonce check failed before or after the exchange
-                raise ConsentFailed(
-                    "state-mismatch",
-                    "The sign-in response does not belong to this consent (state or nonce "
-                    "mismatch).", hint="start the consent again",
-                ) from None
-            if status == 404 or (400 <= status < 500):
-                raise AppMisconfigured(
-                    f"Entra ID does not know this authority or tenant (HTTP {status}).",
-                    hint="check the credential's tenant id and BROKER_AUTHORITY_HOST",
-                ) from None
-            raise BrokerError(
-                f"Unexpected answer from Entra ID ({type(exc).__name__}).",
-                hint="try again; if it persists, check BROKER_AUTHORITY_HOST",
-            ) from None
+            raise from_msal(exc, status=status, retry_after=retry_after,
+                            code_flow=flow == "code",
+                            authority=self.settings.authority_host) from None
 
     # -- flows ------------------------------------------------------------------------------
 

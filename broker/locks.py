@@ -21,8 +21,9 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from broker.azure_errors import LEASES, azure_errors
 from broker.credentials import is_credential_id
-from broker.errors import BrokerError, Conflict, InvalidInput, TransientFailure
+from broker.errors import Conflict, InvalidInput
 from broker.logs import get_logger
 
 if TYPE_CHECKING:
@@ -151,7 +152,7 @@ class BlobLeases:
 
         blob = self.container.get_blob_client(_checked(credential_id))
         lease = BlobLeaseClient(blob)
-        with _storage_errors():
+        with azure_errors(LEASES, f"take the lease of {credential_id}"):
             acquire(lambda: self._try_acquire(lease, blob), credential_id, wait,
                     interval=0.25)
         held = _BlobHeld(lease, credential_id, self.lease_seconds)
@@ -189,31 +190,6 @@ class BlobLeases:
                 self.container.create_container()
             with contextlib.suppress(ResourceExistsError):
                 blob.upload_blob(b"", overwrite=False)
-
-
-@contextlib.contextmanager
-def _storage_errors() -> Iterator[None]:
-    from azure.core import exceptions as az
-
-    try:
-        yield
-    except BrokerError:
-        raise
-    except az.ClientAuthenticationError as exc:
-        raise BrokerError(
-            "Azure Storage refused this identity for the lease.",
-            hint="Check AzureWebJobsStorage, or give the identity 'Storage Blob Data "
-                 "Contributor' on the storage account.") from exc
-    except az.HttpResponseError as exc:
-        if exc.status_code in (401, 403):
-            raise BrokerError(
-                f"Azure Storage denied the lease ({exc.status_code}).",
-                hint="Give the identity 'Storage Blob Data Contributor' on the storage "
-                     "account, or check AzureWebJobsStorage.") from exc
-        raise TransientFailure(f"Azure Storage answered {exc.status_code} for the lease.") \
-            from exc
-    except (az.ServiceRequestError, az.ServiceResponseError) as exc:
-        raise TransientFailure("Azure Storage could not be reached for the lease.") from exc
 
 
 class _BlobHeld(threading.Thread):

@@ -26,7 +26,6 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from broker.errors import TransientFailure
 from broker.logs import get_logger
 
 log = get_logger(__name__)
@@ -226,8 +225,11 @@ class SharedWindowLimiter:
 
 
 def _storage(call: Callable[[], Any]) -> Any:
-    """Storage failures other than the conditions the limiter handles are transient to it."""
+    """One call on the pacing blob: the conditions the limiter handles (412, 409, a missing
+    blob) stay azure-core's; every other failure is mapped by `broker.azure_errors`."""
     from azure.core import exceptions as az
+
+    from broker.azure_errors import PACING, from_azure
 
     try:
         return call()
@@ -238,10 +240,6 @@ def _storage(call: Callable[[], Any]) -> Any:
             raise az.ResourceModifiedError(message=str(exc), response=exc.response) from exc
         if exc.status_code == 409:
             raise az.ResourceExistsError(message=str(exc), response=exc.response) from exc
-        raise TransientFailure(
-            f"Azure Storage answered {exc.status_code} for the vault's pacing blob.",
-            hint="check AzureWebJobsStorage and the identity's 'Storage Blob Data Contributor' "
-                 "role") from exc
-    except (az.ServiceRequestError, az.ServiceResponseError) as exc:
-        raise TransientFailure("Azure Storage could not be reached for the vault's pacing.") \
-            from exc
+        raise from_azure(exc, PACING, "pace the vault's writes") from exc
+    except az.AzureError as exc:
+        raise from_azure(exc, PACING, "pace the vault's writes") from exc

@@ -23,7 +23,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
-from broker.errors import BrokerError, SettingsError, TransientFailure
+from broker.azure_errors import from_azure
+from broker.azure_errors import queue as queue_target
+from broker.errors import BrokerError, InvalidMessage, SettingsError
 
 QUEUE_NAME = "rotations"
 POISON_QUEUE_NAME = f"{QUEUE_NAME}-poison"  # the host's naming: "<queue>-poison"
@@ -33,13 +35,6 @@ RECEIVE_VISIBILITY_S = 600.0  # the host listener's invisibility while a message
 MAX_DELAY_S = 7 * 24 * 3600 - 60  # Azure: visibility <= 7 days and below the 7-day default TTL
 _SLUG = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")  # the credential id (ARCHITECTURE.md)
 _VERSION = re.compile(r"[0-9A-Za-z]{1,64}")  # Key Vault versions are 32 hex characters
-
-
-class InvalidMessage(BrokerError):
-    """A queue message that is not one of ours; it is dropped, never retried."""
-
-    default_message = "The queue message is not a rotation request."
-    hint = "Only the broker should write to the rotations queue."
 
 
 JOBS = ("rotate", "validate")
@@ -143,40 +138,16 @@ class StorageQueue:
         self._lock = threading.Lock()
 
     def _call(self, what: str, operation: Callable):
-        from azure.core.exceptions import (
-            ClientAuthenticationError,
-            HttpResponseError,
-            ResourceExistsError,
-            ResourceNotFoundError,
-            ServiceRequestError,
-            ServiceResponseError,
-        )
+        """Run one SDK call; a missing or existing queue is the caller's to interpret, every
+        other failure is mapped by `broker.azure_errors`."""
+        from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
 
         try:
             return operation()
         except (ResourceNotFoundError, ResourceExistsError):
             raise  # the callers decide what a missing or existing queue means
-        except (ServiceRequestError, ServiceResponseError) as exc:
-            raise TransientFailure(f"Queue {self.name}: cannot {what} ({type(exc).__name__}).") \
-                from exc
-        except ClientAuthenticationError as exc:
-            raise BrokerError(
-                f"Queue {self.name}: access denied while trying to {what}.",
-                hint="Give the app's identity 'Storage Queue Data Contributor' on the storage "
-                     "account, or check the AzureWebJobsStorage connection string.",
-            ) from exc
-        except HttpResponseError as exc:
-            status = exc.status_code or 0
-            if status == 429 or status >= 500:
-                raise TransientFailure(f"Queue {self.name}: cannot {what} (HTTP {status}).") \
-                    from exc
-            if status == 403:
-                raise BrokerError(
-                    f"Queue {self.name}: access denied while trying to {what}.",
-                    hint="Give the app's identity 'Storage Queue Data Contributor' on the "
-                         "storage account.",
-                ) from exc
-            raise BrokerError(f"Queue {self.name}: cannot {what} (HTTP {status}).") from exc
+        except AzureError as exc:
+            raise from_azure(exc, queue_target(self.name), what) from exc
 
     def ensure(self) -> None:
         """Create the queue once per process if it is missing (the host does the same)."""

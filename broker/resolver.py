@@ -31,7 +31,6 @@ from urllib.parse import urlsplit
 
 from broker.credentials import CPV, CS_PREFIX, RT_PREFIX
 from broker.errors import (
-    AppMisconfigured,
     BrokerError,
     CredentialNotFound,
     InvalidInput,
@@ -153,11 +152,12 @@ class TokenResolver:
         """The properties of the version a consumer gets at `url`, without its value: which
         version, when obtained and by whom, whether with MFA (`not_before` and `expires_on` as
         datetimes). Not cached: a look, not a hot path."""
+        from broker.azure_errors import KEY_VAULT_READER
         from broker.vault import parse_secret_id, vault_errors
 
         ident = parse_secret_id(url)
         credential_id = ident.name[len(RT_PREFIX):]
-        with vault_errors(credential_id):
+        with vault_errors(credential_id, target=KEY_VAULT_READER):
             props = self._client(ident.vault_url).get_secret(ident.name, ident.version).properties
         tags = dict(props.tags or {})
         return {
@@ -271,12 +271,13 @@ class TokenResolver:
 
     def _read(self, url: str, ident: Any, credential_id: str) -> Any:
         """`get_secret`, its failures told in a consumer's terms: the URL, the host, the cause."""
+        from broker.azure_errors import KEY_VAULT_READER
         from broker.vault import vault_errors
 
         client = self._client(ident.vault_url)
         host = urlsplit(url).netloc
         try:
-            with vault_errors(credential_id):
+            with vault_errors(credential_id, target=KEY_VAULT_READER):
                 return client.get_secret(ident.name, ident.version)
         except CredentialNotFound:
             if ident.version and self._exists(client, ident.name, credential_id):
@@ -292,10 +293,11 @@ class TokenResolver:
 
     def _exists(self, client: Any, name: str, credential_id: str) -> bool:
         """Whether the secret has any version (properties only: no token is read)."""
+        from broker.azure_errors import KEY_VAULT_READER
         from broker.vault import vault_errors
 
         try:
-            with vault_errors(credential_id):
+            with vault_errors(credential_id, target=KEY_VAULT_READER):
                 next(iter(client.list_properties_of_secret_versions(name)), None)
         except CredentialNotFound:
             return False
@@ -409,24 +411,16 @@ class TokenResolver:
 
 
 def _msal_call(call: Callable[[], Any]) -> Any:
-    """Run MSAL, mapping its transport and discovery failures (its error bodies are dicts)."""
+    """Run MSAL; its transport, discovery and error-body failures leave as broker errors."""
     import requests
     from msal.exceptions import MsalServiceError
 
+    from broker.azure_errors import from_msal
+
     try:
         return call()
-    except requests.RequestException as exc:
-        raise TransientFailure(f"Entra ID could not be reached ({type(exc).__name__}).") \
-            from None
-    except MsalServiceError as exc:
-        from broker.identity import classify
-
-        raise classify({"error": exc.error, "error_description": exc.error_description}) \
-            from None
-    except ValueError as exc:  # MSAL's word for an authority or tenant it cannot discover
-        raise AppMisconfigured(
-            f"Entra ID did not accept the authority ({type(exc).__name__}).",
-            hint="Check the credential's tenant_id and BROKER_AUTHORITY_HOST.") from None
+    except (requests.RequestException, MsalServiceError, ValueError) as exc:
+        raise from_msal(exc) from None
 
 
 def _in_consumer_terms(exc: BrokerError, url: str, host: str | None) -> BrokerError:

@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 from azure.core import exceptions as az
 from azure.keyvault.secrets import KeyVaultSecretIdentifier, SecretClient
 
+from broker.azure_errors import KEY_VAULT, Target, from_azure, retry_after, summary
 from broker.credentials import (
     CPV,
     CS_PREFIX,
@@ -39,7 +40,6 @@ from broker.credentials import (
 )
 from broker.errors import (
     BrokerError,
-    Conflict,
     CredentialNotFound,
     InvalidInput,
     NeedsConsent,
@@ -204,9 +204,13 @@ def _checked(tags: dict[str, str]) -> dict[str, str]:
 # -- errors, mapped once -----------------------------------------------------------------------
 
 @contextlib.contextmanager
-def vault_errors(credential_id: str | None = None, *, url: str | None = None
-                 ) -> Iterator[None]:
-    """Map azure-core and azure-identity exceptions to broker errors (messages hold no values).
+def vault_errors(credential_id: str | None = None, *, url: str | None = None,
+                 target: Target = KEY_VAULT) -> Iterator[None]:
+    """Map azure-core and azure-identity exceptions to broker errors (messages hold no values):
+    Key Vault's own meanings first (a missing secret, a disabled version, a name still being
+    deleted, where the vault is), then the common rules of `broker.azure_errors`. `target`
+    names the role an identity needs (Secrets Officer for the broker, Secrets User for a
+    consumer).
 
     Every call about one credential passes here first, so an id that cannot be one (it would
     otherwise go into the request path as it is) is not found rather than an HTTP-level crash.
@@ -219,14 +223,8 @@ def vault_errors(credential_id: str | None = None, *, url: str | None = None
         raise
     except az.ResourceNotFoundError as exc:
         raise CredentialNotFound(credential_id or "?") from exc
-    except az.ClientAuthenticationError as exc:
-        raise BrokerError(
-            f"Key Vault refused this identity: {_summary(exc)}",
-            hint="Check DefaultAzureCredential's identity (managed identity, `az login` or "
-                 "AZURE_* variables) and its role assignment on the vault.",
-        ) from exc
     except az.HttpResponseError as exc:
-        raise _from_response(exc, credential_id) from exc
+        raise _from_response(exc, credential_id, target) from exc
     except (az.ServiceRequestError, az.ServiceResponseError) as exc:
         where = f"Key Vault at {url}" if url else "Key Vault (BROKER_VAULT_URL)"
         what = "did not answer" if isinstance(exc, az.ServiceResponseError) \
@@ -235,32 +233,22 @@ def vault_errors(credential_id: str | None = None, *, url: str | None = None
             f"{where} {what}: {network_cause(exc)}.",
             hint="Check BROKER_VAULT_URL and that the vault is reachable from here, then run it "
                  "again; the rotation worker retries on its own.") from exc
+    except az.AzureError as exc:  # ClientAuthenticationError: no token for this identity
+        raise from_azure(exc, target) from exc
 
 
 # empty pages (with a nextLink) followed before a versions page is shown as it is
 EMPTY_PAGES_FOLLOWED = 5
 
 
-def _from_response(exc: az.HttpResponseError, credential_id: str | None) -> BrokerError:
+def _from_response(exc: az.HttpResponseError, credential_id: str | None,
+                   target: Target) -> BrokerError:
     status = exc.status_code or 0
     code = getattr(exc.error, "code", None) or ""
     inner = (getattr(exc.error, "innererror", None) or {}).get("code", "")
-    summary = _summary(exc)
-    if status == 429 or status >= 500:
-        retry_after = None
-        with contextlib.suppress(AttributeError, TypeError, ValueError):
-            retry_after = float(exc.response.headers.get("Retry-After"))
-        return TransientFailure(f"Key Vault answered {status}: {summary}",
-                                retry_after=retry_after)
-    if status == 403 and (inner == "SecretDisabled" or "disabled secret" in summary):
+    if status == 403 and (inner == "SecretDisabled" or "disabled secret" in summary(exc)):
         return NeedsConsent(f"The requested version of {credential_id or 'the credential'} is "
                             "disabled (no consented token there).")
-    if status == 403:
-        return BrokerError(
-            f"Key Vault denied the operation: {summary}",
-            hint="Assign this identity 'Key Vault Secrets Officer' (the broker) or "
-                 "'Key Vault Secrets User' (consumers) on the vault.",
-        )
     if status == 409 and inner == "ObjectIsDeletedButRecoverable":
         # `Vault.create_placeholder` says whether the vault allows a purge; elsewhere, no
         # purge is suggested (production vaults refuse it)
@@ -271,16 +259,10 @@ def _from_response(exc: az.HttpResponseError, credential_id: str | None) -> Brok
         return TransientFailure(
             f"Key Vault is still deleting {credential_id or 'this secret'}; it can be used "
             "again in a few seconds.", retry_after=2.0)
-    if status == 409:
-        return Conflict(f"Key Vault reported a conflict: {summary}")
     if status == 400:
-        return InvalidInput(f"Key Vault rejected the request ({code or status}): {summary}")
-    return BrokerError(f"Key Vault answered {status}: {summary}")
-
-
-def _summary(exc: az.AzureError) -> str:
-    text = getattr(getattr(exc, "error", None), "message", None) or exc.message or ""
-    return redact(str(text).splitlines()[0][:300]) if text else type(exc).__name__
+        return InvalidInput(f"Key Vault rejected the request ({code or status}): "
+                            f"{summary(exc)}")
+    return from_azure(exc, target)  # 401/403 AccessDenied, 409 Conflict, 429/5xx transient
 
 
 @dataclass(frozen=True)
@@ -639,7 +621,7 @@ class Vault:
             return self.client.set_secret(name, value, retry_total=0, **kwargs)
         except az.HttpResponseError as exc:
             if exc.status_code == 429:
-                self.pacer.throttled(_retry_after(exc))
+                self.pacer.throttled(retry_after(exc))
             raise
 
     def read_token(self, credential_id: str, version: str | None = None,
@@ -833,13 +815,7 @@ class Vault:
 
 def _is_disabled(exc: az.HttpResponseError) -> bool:
     inner = (getattr(exc.error, "innererror", None) or {}).get("code", "")
-    return inner == "SecretDisabled" or "disabled" in (_summary(exc) or "").lower()
-
-
-def _retry_after(exc: az.HttpResponseError) -> float | None:
-    with contextlib.suppress(AttributeError, TypeError, ValueError):
-        return float(exc.response.headers.get("Retry-After"))
-    return None
+    return inner == "SecretDisabled" or "disabled" in (summary(exc) or "").lower()
 
 
 def _compare(stored: str | None, value: str, name: str, version: str) -> None:

@@ -29,7 +29,13 @@ from broker.cli.exits import (
     UsageError,
 )
 from broker.cli.parser import check
-from broker.errors import BrokerError, CredentialNotFound, InvalidInput, SettingsError
+from broker.errors import (
+    BrokerError,
+    CredentialNotFound,
+    InvalidInput,
+    SettingsError,
+    TransientFailure,
+)
 from broker.logs import configure, redact
 
 MAX_SECRET_BYTES = 16 * 1024  # a client secret is ~40 characters; anything huge is a mistake
@@ -112,7 +118,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         _print_error(message, exc.hint, details)
         return EXIT_USAGE
     except BrokerError as exc:
-        _print_error(f"broker: {exc}", exc.hint)
+        _print_error(f"broker: {exc}", person_hint(exc))
         return EXIT_FAILED
     except Exception as exc:  # a person gets one line, never a traceback by surprise
         if args.debug:
@@ -150,6 +156,16 @@ def _quiet_stdout() -> None:
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, sys.stdout.fileno())
     os.close(devnull)
+
+
+def person_hint(exc: BrokerError) -> str:
+    """The error's hint, said to the person at the terminal: a TransientFailure's own hint
+    speaks to the unattended jobs ("will be retried"), but nothing retries a command."""
+    if isinstance(exc, TransientFailure):
+        wait = f" in {exc.retry_after:g} s" if exc.retry_after else " in a minute"
+        return (f"This is temporary: run the command again{wait}. If it keeps failing, check "
+                "that Key Vault, Entra ID and storage are reachable from here.")
+    return exc.hint
 
 
 def _print_error(message: str, hint: str | None = None, details: list[str] | None = None) -> None:
@@ -437,7 +453,7 @@ def validate(ctx: Context) -> int:
             except CredentialNotFound as exc:
                 report = _failed_validation(credential_id, str(exc))
             except BrokerError as exc:
-                report = _failed_validation(credential_id, f"{exc} {exc.hint}")
+                report = _failed_validation(credential_id, f"{exc} {person_hint(exc)}")
             advance()
             return report
 

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 import pytest
 from azure.storage.queue import QueueClient
 
-from broker.errors import TransientFailure
+from broker.errors import AccessDenied, TransientFailure
 from broker.queue import (
     MAX_DEQUEUE_COUNT,
     InvalidMessage,
@@ -188,6 +188,19 @@ def test_an_unreachable_queue_is_a_transient_failure_without_the_account_key():
     with pytest.raises(TransientFailure) as caught:
         queue.send("x")
     assert "AccountKey" not in str(caught.value) and "k" * 20 not in str(caught.value)
+
+
+def test_a_wrong_account_key_is_access_denied_naming_the_role(azurite, names):
+    """Azurite refuses a bad signature with 403, as Azure Storage does."""
+    parts = dict(part.split("=", 1) for part in azurite.split(";") if "=" in part)
+    parts["AccountKey"] = base64.b64encode(b"w" * 64).decode()
+    wrong = ";".join(f"{k}={v}" for k, v in parts.items())
+    queue = storage_queue(settings(storage=wrong), names[0])
+    with pytest.raises(AccessDenied) as caught:
+        queue.send("x")
+    assert caught.value.role == "Storage Queue Data Contributor"
+    assert "Storage Queue Data Contributor" in caught.value.hint
+    assert "w" * 20 not in str(caught.value) + caught.value.hint
 
 
 # -- in process -------------------------------------------------------------------------------

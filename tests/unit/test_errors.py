@@ -1,15 +1,18 @@
 from __future__ import annotations
 
+import importlib
 import inspect
+import pkgutil
+import re
 
 import pytest
 
+import broker
 import broker.errors as errors_module
 from broker.errors import (
     CONSENT_FAILURE_REASONS,
-    AppMisconfigured,
+    AccessDenied,
     BrokerError,
-    Conflict,
     ConsentFailed,
     CredentialNotFound,
     InvalidInput,
@@ -20,22 +23,53 @@ from broker.errors import (
 
 ALL = [cls for _, cls in inspect.getmembers(errors_module, inspect.isclass)
        if issubclass(cls, BrokerError)]
+TREE_LINE = re.compile(r"^(?P<indent>[ │├└─]*)(?P<name>[A-Z]\w+)\b")
 
 
-def test_the_hierarchy_is_the_one_drawn_in_the_docstring():
-    assert {cls.__name__ for cls in ALL} == {
-        "BrokerError", "InvalidInput", "CredentialNotFound", "SettingsError", "NeedsConsent",
-        "ConsentFailed", "AppMisconfigured", "TransientFailure", "Conflict"}
-    for cls in ALL:
-        assert cls.__name__ in errors_module.__doc__
-    assert issubclass(CredentialNotFound, InvalidInput)
-    for cls in (InvalidInput, SettingsError, NeedsConsent, ConsentFailed, AppMisconfigured,
-                TransientFailure, Conflict):
-        assert cls.__bases__ == (BrokerError,)
+def drawn_tree() -> dict[str, str | None]:
+    """{class name: the name of its parent} as errors.py's docstring draws the hierarchy."""
+    parents: dict[str, str | None] = {}
+    stack: list[tuple[int, str]] = []
+    for line in errors_module.__doc__.splitlines():
+        match = TREE_LINE.match(line.removeprefix("    "))
+        if not line.startswith("    ") or not match:
+            continue
+        depth = len(match["indent"])
+        while stack and stack[-1][0] >= depth:
+            stack.pop()
+        parents[match["name"]] = stack[-1][1] if stack else None
+        stack.append((depth, match["name"]))
+    return parents
+
+
+def every_broker_error() -> set[type[BrokerError]]:
+    """BrokerError and every subclass defined anywhere in the broker package."""
+    for module in pkgutil.walk_packages(broker.__path__, "broker."):
+        if not module.name.endswith("__main__"):  # that one runs the CLI
+            importlib.import_module(module.name)
+    found, todo = set(), [BrokerError]
+    while todo:
+        cls = todo.pop()
+        if cls.__module__.split(".")[0] == "broker":
+            found.add(cls)
+        todo.extend(cls.__subclasses__())
+    return found
+
+
+def test_the_drawn_tree_lists_every_broker_error_with_its_parent():
+    drawn = drawn_tree()
+    assert drawn["BrokerError"] is None and drawn["CredentialNotFound"] == "InvalidInput"
+    actual = {cls.__name__: (None if cls is BrokerError else cls.__bases__[0].__name__)
+              for cls in every_broker_error()}
+    assert actual == drawn
+
+
+def test_every_broker_error_is_defined_in_errors_py():
+    assert {cls.__module__ for cls in every_broker_error()} == {"broker.errors"}
 
 
 @pytest.mark.parametrize("cls", [c for c in ALL if c not in (CredentialNotFound, SettingsError,
-                                                             ConsentFailed)])
+                                                             ConsentFailed, AccessDenied)])
 def test_every_error_has_a_default_message_and_hint(cls):
     exc = cls()
     assert str(exc) and exc.hint and exc.message == str(exc)
@@ -59,6 +93,13 @@ def test_credential_not_found_names_the_id():
     assert exc.credential_id == "contoso" and "'contoso'" in str(exc)
     assert exc.errors == {"id": "No credential with this id."}
     assert "credentials list" in exc.hint
+
+
+def test_access_denied_names_the_role_to_grant_and_where():
+    exc = AccessDenied("Key Vault denied the operation (403).", role="Key Vault Secrets User",
+                       scope="the secret")
+    assert (exc.role, exc.scope) == ("Key Vault Secrets User", "the secret")
+    assert "'Key Vault Secrets User' on the secret" in exc.hint
 
 
 def test_settings_error_names_the_setting():

@@ -7,9 +7,10 @@ import sys
 import broker
 
 PUBLIC = [
-    "AppMisconfigured", "Broker", "BrokerError", "Conflict", "ConsentFailed", "Credential",
-    "CredentialNotFound", "CredentialSpec", "InvalidInput", "NeedsConsent", "Settings",
-    "SettingsError", "Source", "Status", "TokenResolver", "TransientFailure", "load_settings",
+    "AccessDenied", "AppMisconfigured", "Broker", "BrokerError", "Conflict", "ConsentFailed",
+    "Credential", "CredentialNotFound", "CredentialSpec", "InvalidInput", "NeedsConsent",
+    "Settings", "SettingsError", "Source", "Status", "TokenResolver", "TransientFailure",
+    "load_settings",
 ]
 
 

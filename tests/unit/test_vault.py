@@ -8,8 +8,10 @@ from types import SimpleNamespace
 import pytest
 from azure.core import exceptions as az
 
+from broker.azure_errors import KEY_VAULT_READER, LEASES, azure_errors, queue
 from broker.credentials import Credential, CredentialSpec, Source, Status, TokenVersion
 from broker.errors import (
+    AccessDenied,
     BrokerError,
     Conflict,
     CredentialNotFound,
@@ -206,12 +208,14 @@ def _http_error(cls, status, code="", message="m", inner=None, headers=None):
                  "Operation get is not allowed on a disabled secret.", "SecretDisabled"),
      NeedsConsent),
     (_http_error(az.HttpResponseError, 403, "Forbidden", "Caller is not authorized"),
-     BrokerError),
+     AccessDenied),
+    (_http_error(az.HttpResponseError, 403, "Forbidden", "Caller is not authorized to perform "
+                 "action on resource.", "ForbiddenByRbac"), AccessDenied),
     (_http_error(az.ResourceExistsError, 409, "Conflict", "deleted",
                  "ObjectIsDeletedButRecoverable"), InvalidInput),
     (_http_error(az.ResourceExistsError, 409, "Conflict", "exists"), Conflict),
     (_http_error(az.HttpResponseError, 400, "BadParameter"), InvalidInput),
-    (_http_error(az.ClientAuthenticationError, 401, "Unauthorized"), BrokerError),
+    (_http_error(az.ClientAuthenticationError, 401, "Unauthorized"), AccessDenied),
     (az.ServiceRequestError("connection refused"), TransientFailure),
 ])
 def test_sdk_errors_are_mapped_once(exc, expected):
@@ -223,6 +227,40 @@ def test_sdk_errors_are_mapped_once(exc, expected):
         assert err.value.retry_after == 7.0
     if isinstance(err.value, CredentialNotFound):
         assert err.value.credential_id == "contoso"
+    if isinstance(err.value, AccessDenied):  # the broker's own identity: it writes tokens
+        assert err.value.role == "Key Vault Secrets Officer" and err.value.scope == "the vault"
+        assert "'Key Vault Secrets Officer' on the vault" in err.value.hint
+
+
+def test_a_consumer_denied_by_rbac_is_told_the_read_only_role():
+    forbidden = _http_error(az.HttpResponseError, 403, "Forbidden", "Caller is not authorized",
+                            "ForbiddenByRbac")
+    with pytest.raises(AccessDenied) as err, vault_errors("contoso", target=KEY_VAULT_READER):
+        raise forbidden
+    assert err.value.role == "Key Vault Secrets User"
+
+
+@pytest.mark.parametrize(("status", "expected"), [
+    (400, BrokerError), (409, Conflict), (403, AccessDenied), (401, AccessDenied),
+    (429, TransientFailure), (500, TransientFailure), (503, TransientFailure)])
+def test_storage_failures_follow_the_same_rules(status, expected):
+    """The lease blob once made even a 400 or a 409 transient (retried for nothing)."""
+    error = _http_error(az.HttpResponseError, status, "SomeStorageCode")
+    with pytest.raises(BrokerError) as err, azure_errors(LEASES, "take the lease"):
+        raise error
+    assert type(err.value) is expected
+    assert "Azure Storage (leases)" in str(err.value)
+    if expected is AccessDenied:
+        assert err.value.role == "Storage Blob Data Contributor"
+
+
+def test_an_unreachable_service_is_transient_and_an_interactive_hint_does_not_promise_a_retry():
+    from broker.cli.commands import person_hint
+
+    with pytest.raises(TransientFailure) as err, azure_errors(queue("rotations"), "send"):
+        raise az.ServiceRequestError("connection refused")
+    assert "retried" in err.value.hint  # unattended jobs: the queue tries again
+    assert "retried" not in person_hint(err.value) and "again" in person_hint(err.value)
 
 
 def test_broker_errors_pass_through_the_mapping():
