@@ -21,10 +21,8 @@ Entra returns with each access token is dropped; rotation is the broker's job.
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Callable
-from pathlib import Path
 from time import monotonic
 from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import urlsplit
@@ -399,14 +397,10 @@ class TokenResolver:
             s = self._settings
             if s is not None:
                 self._config = _Config(s.authority_host, s.cpv_client_id, s.cpv_client_secret)
-            else:
-                from broker.settings import _read_dotenv
+            else:  # a consumer: three settings, by the broker's own declarations
+                from broker.settings import read_settings
 
-                env = {**_read_dotenv(Path.cwd() / ".env"), **os.environ}
-                self._config = _Config(
-                    (env.get("BROKER_AUTHORITY_HOST") or "https://login.microsoftonline.com")
-                    .rstrip("/"),
-                    env.get("BROKER_CPV_CLIENT_ID", ""), env.get("BROKER_CPV_CLIENT_SECRET", ""))
+                self._config = _Config(**read_settings(_Config._fields))
         return self._config
 
 

@@ -10,56 +10,91 @@ from __future__ import annotations
 import os
 import re
 import secrets
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import MISSING, Field, dataclass, field, fields
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from broker.errors import SettingsError
 from broker.logs import redact
 
-OPERATOR_AUTH_MODES = ("local", "entra", "easyauth")
 # set by App Service and Azure Functions in Azure only (not by `func start` or devstack)
 AZURE_HOST_MARKERS = ("WEBSITE_INSTANCE_ID", "CONTAINER_APP_REPLICA_NAME")
 SECRET_KEY_FILE = "secret-key"  # noqa: S105 - a file name
 
 
+def _setting(env: str, default: Any = None, *, read: str = "text", secret: bool = False,
+             **check: Any) -> Any:
+    """One setting, declared once: its variable, its default, how it is read and checked."""
+    return field(default=default, repr=not secret,
+                 metadata={"env": env, "read": read, "check": check})
+
+
 @dataclass(frozen=True)
 class Settings:
-    """The broker's configuration; `repr` hides every value that is or holds a secret."""
+    """The broker's configuration; `repr` hides every value that is or holds a secret.
 
-    vault_url: str
-    authority_host: str = "https://login.microsoftonline.com"
-    cpv_client_id: str = ""
-    cpv_client_secret: str = field(default="", repr=False)
-    public_url: str = "http://localhost:47400"
-    partner_center_url: str = "https://api.partnercenter.microsoft.com"
-    rotate_after_days: int = 10
-    token_lifetime_days: int = 90
-    rotate_schedule: str = "0 0 1 * * *"
-    validate_schedule: str = "0 30 5 * * *"
-    rotate_window_hours: float = 4.0
-    rotate_concurrency: int = 8
-    vault_creates_per_10s: int = 270
-    warn_days: int = 30
-    storage: str | None = field(default=None, repr=False)
-    storage_account: str | None = None
-    storage_blob_url: str | None = None
-    storage_queue_url: str | None = None
-    notify_webhook_url: str | None = field(default=None, repr=False)
-    smtp_url: str | None = field(default=None, repr=False)
-    notify_email: str | None = None
-    secret_key: str = field(default="", repr=False)
-    state_dir: Path = Path(".broker")  # load_settings: BROKER_STATE_DIR or default_state_dir()
-    invite_ttl_hours: float = 24.0
-    lease_seconds: int = 60
-    operator_auth: str = "local"
-    operator_tenant_id: str | None = None
-    operator_client_id: str | None = None
-    operator_client_secret: str | None = field(default=None, repr=False)
-    operator_group_id: str | None = None
-    operator_role: str | None = None
-    display_name: str = "Partner Token Broker"  # who partner admins are told asks for consent
+    Each field is the one declaration of its setting: the variable it is read from, its default
+    and its check. `load_settings` reads every field by that declaration; `read_settings` reads
+    a few (what `TokenResolver` needs), by the same declarations.
+    """
+
+    vault_url: str = field(metadata={"env": "BROKER_VAULT_URL", "read": "required_url",
+                                     "check": {}})
+    authority_host: str = _setting("BROKER_AUTHORITY_HOST", "https://login.microsoftonline.com",
+                                   read="url")
+    cpv_client_id: str = _setting("BROKER_CPV_CLIENT_ID", "")
+    cpv_client_secret: str = _setting("BROKER_CPV_CLIENT_SECRET", "", secret=True)
+    public_url: str = _setting("BROKER_PUBLIC_URL", "http://localhost:47400", read="url",
+                               schemes=("http", "https"))
+    partner_center_url: str = _setting("BROKER_PARTNER_CENTER_URL",
+                                       "https://api.partnercenter.microsoft.com", read="url")
+    rotate_after_days: int = _setting("BROKER_ROTATE_AFTER_DAYS", 10, read="integer",
+                                      low=1, high=3650)
+    token_lifetime_days: int = _setting("BROKER_TOKEN_LIFETIME_DAYS", 90, read="integer",
+                                        low=1, high=3650)
+    rotate_schedule: str = _setting("BROKER_ROTATE_SCHEDULE", "0 0 1 * * *", read="ncrontab")
+    validate_schedule: str = _setting("BROKER_VALIDATE_SCHEDULE", "0 30 5 * * *",
+                                      read="ncrontab")
+    rotate_window_hours: float = _setting("BROKER_ROTATE_WINDOW_HOURS", 4.0, read="number",
+                                          low=0.0, high=24.0)
+    rotate_concurrency: int = _setting("BROKER_ROTATE_CONCURRENCY", 8, read="integer",
+                                       low=1, high=256)
+    vault_creates_per_10s: int = _setting("BROKER_VAULT_CREATES_PER_10S", 270, read="integer",
+                                          low=1, high=300)
+    warn_days: int = _setting("BROKER_WARN_DAYS", 30, read="integer", low=0, high=365)
+    storage: str | None = _setting("AzureWebJobsStorage", read="storage", secret=True)
+    storage_account: str | None = _setting("AzureWebJobsStorage__accountName")
+    storage_blob_url: str | None = _setting("AzureWebJobsStorage__blobServiceUri", read="url",
+                                            schemes=("http", "https"))
+    storage_queue_url: str | None = _setting("AzureWebJobsStorage__queueServiceUri", read="url",
+                                             schemes=("http", "https"))
+    notify_webhook_url: str | None = _setting("BROKER_NOTIFY_WEBHOOK_URL", read="url",
+                                              secret=True, schemes=("http", "https"))
+    smtp_url: str | None = _setting("BROKER_SMTP_URL", read="url", secret=True,
+                                    schemes=("smtp", "smtps"))
+    notify_email: str | None = _setting("BROKER_NOTIFY_EMAIL", read="emails")
+    # local state (file locks, the generated signing key): the same place from any directory
+    state_dir: Path = field(default_factory=lambda: default_state_dir(), metadata={
+        "env": "BROKER_STATE_DIR", "read": "path", "check": {}})
+    # signs invite links (the core) and the site's sessions; read after state_dir, which holds
+    # the local default
+    secret_key: str = _setting("BROKER_SECRET_KEY", "", read="secret_key", secret=True)
+    invite_ttl_hours: float = _setting("BROKER_INVITE_TTL_HOURS", 24.0, read="number",
+                                       low=0.1, high=24.0 * 30)
+    lease_seconds: int = _setting("BROKER_LEASE_SECONDS", 60, read="integer", low=15, high=60)
+    # operator sign-in: read here, checked by consent_web (the only reader) when the site starts,
+    # so the Functions app and the CLI never refuse to start over them
+    operator_auth: str = _setting("BROKER_OPERATOR_AUTH", "local", read="lower")
+    operator_tenant_id: str | None = _setting("BROKER_OPERATOR_TENANT_ID")
+    operator_client_id: str | None = _setting("BROKER_OPERATOR_CLIENT_ID")
+    operator_client_secret: str | None = _setting("BROKER_OPERATOR_CLIENT_SECRET", secret=True)
+    operator_group_id: str | None = _setting("BROKER_OPERATOR_GROUP_ID")
+    operator_role: str | None = _setting("BROKER_OPERATOR_ROLE")
+    # who partner admins are told asks for consent
+    display_name: str = _setting("BROKER_DISPLAY_NAME", "Partner Token Broker",
+                                 read="display_name")
 
     @property
     def uses_blob_leases(self) -> bool:
@@ -91,15 +126,44 @@ def default_state_dir() -> Path:
 
 def load_settings(environ: Mapping[str, str] | None = None, *, dotenv: bool = True) -> Settings:
     """Build `Settings` from `environ` (default `os.environ`) over `./.env` (never overriding)."""
-    values: dict[str, str] = {}
-    if dotenv:
-        values.update(_read_dotenv(Path.cwd() / ".env"))
-    values.update(os.environ if environ is None else environ)
-    settings = _Loader(values).settings()
+    loader = _Loader(_environment(environ, dotenv))
+    settings = Settings(**{f.name: loader.read(f) for f in fields(Settings)})
+    _check_together(settings)
     for value in (settings.cpv_client_secret, settings.operator_client_secret,
                   settings.secret_key, _account_key(settings.storage)):
         redact.register(value)
     return settings
+
+
+def read_settings(names: Iterable[str], environ: Mapping[str, str] | None = None, *,
+                  dotenv: bool = True) -> dict[str, Any]:
+    """Only the named settings, read and checked by their declarations on `Settings` (for a
+    consumer, which has no BROKER_VAULT_URL and needs three values)."""
+    loader = _Loader(_environment(environ, dotenv))
+    by_name = {f.name: f for f in fields(Settings)}
+    values = {name: loader.read(by_name[name]) for name in names}
+    for name, value in values.items():
+        if not by_name[name].repr and isinstance(value, str):
+            redact.register(value)
+    return values
+
+
+def _environment(environ: Mapping[str, str] | None, dotenv: bool) -> dict[str, str]:
+    values: dict[str, str] = {}
+    if dotenv:
+        values.update(_read_dotenv(Path.cwd() / ".env"))
+    values.update(os.environ if environ is None else environ)
+    return values
+
+
+def _check_together(settings: Settings) -> None:
+    """The rules that span two settings."""
+    if settings.cpv_client_id and not settings.cpv_client_secret:
+        raise SettingsError("BROKER_CPV_CLIENT_SECRET", "BROKER_CPV_CLIENT_SECRET is not set "
+                            "(required when BROKER_CPV_CLIENT_ID is)")
+    if settings.rotate_after_days >= settings.token_lifetime_days:
+        raise SettingsError("BROKER_ROTATE_AFTER_DAYS", "BROKER_ROTATE_AFTER_DAYS must be "
+                            "less than BROKER_TOKEN_LIFETIME_DAYS")
 
 
 def _account_key(connection_string: str | None) -> str | None:
@@ -131,6 +195,18 @@ class _Loader:
 
     def __init__(self, values: Mapping[str, str]) -> None:
         self.values = values
+        self.read_so_far: dict[str, Any] = {}
+
+    def read(self, declared: Field) -> Any:
+        """The value of one declared setting: `read` names the method, `check` its limits."""
+        meta = declared.metadata
+        default = declared.default
+        if default is MISSING:  # required (no default), or computed (default_factory)
+            factory = declared.default_factory
+            default = None if factory is MISSING else factory()
+        value = getattr(self, meta["read"])(meta["env"], default, **meta["check"])
+        self.read_so_far[declared.name] = value
+        return value
 
     def text(self, name: str, default: str | None = None) -> str | None:
         value = self.values.get(name, "")
@@ -144,20 +220,29 @@ class _Loader:
                 "it (Key Vault Secrets User or Officer), then restart the app."))
         return value or default
 
-    def display_name(self) -> str:
+    def lower(self, name: str, default: str) -> str:
+        return self.text(name, default).lower()
+
+    def path(self, name: str, default: Path) -> Path:
+        given = self.text(name)
+        return Path(given).absolute() if given else default
+
+    def display_name(self, name: str, default: str) -> str:
         """BROKER_DISPLAY_NAME: the vendor's or operator's name partner admins see."""
-        name = "BROKER_DISPLAY_NAME"
-        value = self.text(name, "Partner Token Broker")
+        value = self.text(name, default)
         if len(value) > 80 or not value.isprintable():
             raise SettingsError(name, f"{name} must be a name of at most 80 printable "
                                       "characters, such as Fabrikam Cloud")
         return value
 
-    def required(self, name: str) -> str:
+    def required(self, name: str, default: Any = None) -> str:
         value = self.text(name)
         if value is None:
             raise SettingsError(name, f"{name} is not set")
         return value
+
+    def required_url(self, name: str, default: Any = None) -> str:
+        return self.url(name) or self.required(name)
 
     def url(self, name: str, default: str | None = None, *, schemes=("https",)) -> str | None:
         value = self.text(name, default)
@@ -190,90 +275,38 @@ class _Loader:
         return value
 
     def ncrontab(self, name: str, default: str) -> str:
+        """A schedule the Functions host accepts (`%NAME%` app setting references pass)."""
         value = self.text(name, default)
-        if value.startswith("%") or len(value.split()) == 6:
+        if value.startswith("%"):
             return value
-        raise SettingsError(
-            name, f"{name} must be an NCRONTAB expression of 6 fields (sec min hour day month dow)"
-        )
+        from broker.ncrontab import InvalidSchedule, normalize
 
-    def secret_key(self, state_dir: Path) -> str:
-        value = self.text("BROKER_SECRET_KEY")
+        try:
+            normalize(value)
+        except InvalidSchedule as exc:
+            raise SettingsError(name, f"{name}: {exc}") from None
+        return value
+
+    def storage(self, name: str, default: str | None = None) -> str | None:
+        return _expand_development_storage(self.text(name, default))
+
+    def emails(self, name: str, default: str | None = None) -> str | None:
+        value = self.text(name, default)
+        if value is not None:
+            bad = [a for a in (p.strip() for p in value.split(",")) if not _EMAIL.match(a)]
+            if bad:
+                raise SettingsError(name, f"{name} must be comma-separated email addresses")
+        return value
+
+    def secret_key(self, name: str, default: str = "") -> str:
+        value = self.text(name)
         if value is not None:
             if len(value) < 32:
-                raise SettingsError("BROKER_SECRET_KEY",
-                                    "BROKER_SECRET_KEY must be at least 32 characters")
+                raise SettingsError(name, f"{name} must be at least 32 characters")
             return value
         if running_in_azure(self.values):
-            raise SettingsError("BROKER_SECRET_KEY", "BROKER_SECRET_KEY is not set")
-        return _local_secret_key(state_dir)
-
-    def settings(self) -> Settings:
-        given = self.text("BROKER_STATE_DIR")
-        state_dir = Path(given).absolute() if given else default_state_dir()
-        operator_auth = self.text("BROKER_OPERATOR_AUTH", "local").lower()
-        if operator_auth not in OPERATOR_AUTH_MODES:
-            raise SettingsError(
-                "BROKER_OPERATOR_AUTH", "BROKER_OPERATOR_AUTH must be local, entra or easyauth"
-            )
-        if operator_auth == "entra":
-            for name in ("BROKER_OPERATOR_TENANT_ID", "BROKER_OPERATOR_CLIENT_ID",
-                         "BROKER_OPERATOR_CLIENT_SECRET"):
-                self.required(name)
-        cpv_client_id = self.text("BROKER_CPV_CLIENT_ID", "")
-        cpv_client_secret = self.text("BROKER_CPV_CLIENT_SECRET", "")
-        if cpv_client_id and not cpv_client_secret:
-            raise SettingsError("BROKER_CPV_CLIENT_SECRET", "BROKER_CPV_CLIENT_SECRET is not set "
-                                "(required when BROKER_CPV_CLIENT_ID is)")
-        lifetime = self.integer("BROKER_TOKEN_LIFETIME_DAYS", 90, 1, 3650)
-        rotate_after = self.integer("BROKER_ROTATE_AFTER_DAYS", 10, 1, 3650)
-        if rotate_after >= lifetime:
-            raise SettingsError("BROKER_ROTATE_AFTER_DAYS", "BROKER_ROTATE_AFTER_DAYS must be "
-                                "less than BROKER_TOKEN_LIFETIME_DAYS")
-        notify_email = self.text("BROKER_NOTIFY_EMAIL")
-        if notify_email is not None:
-            bad = [a for a in (p.strip() for p in notify_email.split(",")) if not _EMAIL.match(a)]
-            if bad:
-                raise SettingsError("BROKER_NOTIFY_EMAIL", "BROKER_NOTIFY_EMAIL must be "
-                                    "comma-separated email addresses")
-        return Settings(
-            vault_url=self.url("BROKER_VAULT_URL") or self.required("BROKER_VAULT_URL"),
-            authority_host=self.url("BROKER_AUTHORITY_HOST", "https://login.microsoftonline.com"),
-            cpv_client_id=cpv_client_id,
-            cpv_client_secret=cpv_client_secret,
-            public_url=self.url("BROKER_PUBLIC_URL", "http://localhost:47400",
-                                schemes=("http", "https")),
-            partner_center_url=self.url("BROKER_PARTNER_CENTER_URL",
-                                        "https://api.partnercenter.microsoft.com"),
-            rotate_after_days=rotate_after,
-            token_lifetime_days=lifetime,
-            rotate_schedule=self.ncrontab("BROKER_ROTATE_SCHEDULE", "0 0 1 * * *"),
-            validate_schedule=self.ncrontab("BROKER_VALIDATE_SCHEDULE", "0 30 5 * * *"),
-            rotate_window_hours=self.number("BROKER_ROTATE_WINDOW_HOURS", 4.0, 0.0, 24.0),
-            rotate_concurrency=self.integer("BROKER_ROTATE_CONCURRENCY", 8, 1, 256),
-            vault_creates_per_10s=self.integer("BROKER_VAULT_CREATES_PER_10S", 270, 1, 300),
-            warn_days=self.integer("BROKER_WARN_DAYS", 30, 0, 365),
-            storage=_expand_development_storage(self.text("AzureWebJobsStorage")),
-            storage_account=self.text("AzureWebJobsStorage__accountName"),
-            storage_blob_url=self.url("AzureWebJobsStorage__blobServiceUri",
-                                      schemes=("http", "https")),
-            storage_queue_url=self.url("AzureWebJobsStorage__queueServiceUri",
-                                       schemes=("http", "https")),
-            notify_webhook_url=self.url("BROKER_NOTIFY_WEBHOOK_URL", schemes=("http", "https")),
-            smtp_url=self.url("BROKER_SMTP_URL", schemes=("smtp", "smtps")),
-            notify_email=notify_email,
-            secret_key=self.secret_key(state_dir),
-            state_dir=state_dir,
-            invite_ttl_hours=self.number("BROKER_INVITE_TTL_HOURS", 24.0, 0.1, 24.0 * 30),
-            lease_seconds=self.integer("BROKER_LEASE_SECONDS", 60, 15, 60),
-            operator_auth=operator_auth,
-            operator_tenant_id=self.text("BROKER_OPERATOR_TENANT_ID"),
-            operator_client_id=self.text("BROKER_OPERATOR_CLIENT_ID"),
-            operator_client_secret=self.text("BROKER_OPERATOR_CLIENT_SECRET"),
-            operator_group_id=self.text("BROKER_OPERATOR_GROUP_ID"),
-            display_name=self.display_name(),
-            operator_role=self.text("BROKER_OPERATOR_ROLE"),
-        )
+            raise SettingsError(name, f"{name} is not set")
+        return _local_secret_key(self.read_so_far.get("state_dir") or default_state_dir())
 
 
 # what `UseDevelopmentStorage=true` (the Functions tools' default) means: Azurite's

@@ -17,6 +17,9 @@ from broker.service import Broker
 from broker.settings import Settings, load_settings
 
 EXTENSION = "consent_web"
+OPERATOR_AUTH_MODES = ("local", "entra", "easyauth")
+ENTRA_OPERATOR_SETTINGS = ("BROKER_OPERATOR_TENANT_ID", "BROKER_OPERATOR_CLIENT_ID",
+                           "BROKER_OPERATOR_CLIENT_SECRET")
 
 
 @dataclass
@@ -34,9 +37,23 @@ def load(settings: Settings | None, broker: Broker | None = None) -> SiteState:
     if settings is not None:
         return SiteState(settings=settings)
     try:
-        return SiteState(settings=load_settings())
+        loaded = load_settings()
+        check_operator_settings(loaded)
+        return SiteState(settings=loaded)
     except SettingsError as exc:
         return SiteState(settings=None, error=exc)
+
+
+def check_operator_settings(settings: Settings) -> None:
+    """The settings only the site reads (operator sign-in), checked when the site starts: the
+    Functions app and the CLI load the same `Settings` and must not refuse to start over them."""
+    if settings.operator_auth not in OPERATOR_AUTH_MODES:
+        raise SettingsError("BROKER_OPERATOR_AUTH",
+                            "BROKER_OPERATOR_AUTH must be local, entra or easyauth")
+    if settings.operator_auth == "entra":
+        for name in ENTRA_OPERATOR_SETTINGS:
+            if not getattr(settings, name.removeprefix("BROKER_").lower()):
+                raise SettingsError(name, f"{name} is not set")
 
 
 def init_app(app: Flask, state: SiteState) -> None:

@@ -1,13 +1,13 @@
 """`broker worker` (and `make run`): the Functions app's jobs without the Functions host.
 
-The same due-scan and validation run on the same NCRONTAB schedules (`broker.schedule` reads
-them as the host does), and the same per-credential job drains the `rotations` queue with the
-host's retry and poison rule (`broker.runtime.queues.QueueProcessor`). Queues are Azure Storage when
-`AzureWebJobsStorage` is set (so a local worker can share Azurite with the tests, or a real
-account), else in-process; leases are the broker's embedded default (file locks) unless storage
-is configured. Like the host's `use_monitor`, each timer's schedule status is kept on disk
-(`<state_dir>/timers/<name>.json`), so a run missed while the worker was stopped happens on the
-next start, marked past due.
+The same due-scan and validation run on the same NCRONTAB schedules (`broker.runtime.schedule`
+fires them as the host does), and the same per-credential job drains the `rotations` queue with
+the host's retry and poison rule (`broker.runtime.queues.QueueProcessor`). Queues are Azure
+Storage when `AzureWebJobsStorage` is set (so a local worker can share Azurite with the tests,
+or a real account), else in-process; leases are the broker's embedded default (file locks)
+unless storage is configured. Like the host's `use_monitor`, each timer's schedule status is
+kept on disk (`<state_dir>/timers/<name>.json`), so a run missed while the worker was stopped
+happens on the next start, marked past due.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from broker.errors import BrokerError, SettingsError
 from broker.logs import bound, get_logger
 from broker.queue import RECEIVE_VISIBILITY_S, Queues, Received, uses_storage_queues
 from broker.runtime.queues import MemoryQueue, QueueProcessor, poison_queues, queues_from_settings
-from broker.schedule import InvalidSchedule, Schedule, parse_schedule
+from broker.runtime.schedule import InvalidSchedule, Schedule, parse_schedule
 
 if TYPE_CHECKING:
     from broker.service import Broker

@@ -21,7 +21,7 @@ from azure.functions.queue import QueueMessageInConverter
 
 import function_app
 from broker import queue as rotation_queue
-from broker.schedule import parse_schedule
+from broker.runtime.schedule import parse_schedule
 from broker.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -1,4 +1,5 @@
-"""broker.schedule reads NCRONTAB as the Azure Functions timer trigger (NCrontab) does."""
+"""broker.runtime.schedule (its grammar: broker.ncrontab) reads NCRONTAB as the Azure Functions
+timer trigger (NCrontab) does."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from broker.schedule import InvalidSchedule, parse_schedule
+from broker.runtime.schedule import InvalidSchedule, parse_schedule
 from broker.settings import Settings
 
 WED = datetime(2025, 1, 1, tzinfo=UTC)  # a Wednesday

@@ -1,12 +1,15 @@
 from __future__ import annotations
 
 import threading
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
 
+import broker.settings as settings_module
 from broker.errors import SettingsError
-from broker.settings import Settings, load_settings
+from broker.settings import Settings, load_settings, read_settings
+from consent_web.site import check_operator_settings
 
 VAULT = "https://contoso-broker.vault.azure.net"
 
@@ -29,6 +32,44 @@ def test_defaults_follow_the_contract(env):
     assert not s.uses_blob_leases
 
 
+DEFAULTS = {  # the contract (ARCHITECTURE.md, README "Settings"), written out on purpose
+    "authority_host": "https://login.microsoftonline.com", "cpv_client_id": "",
+    "cpv_client_secret": "", "public_url": "http://localhost:47400",
+    "partner_center_url": "https://api.partnercenter.microsoft.com", "rotate_after_days": 10,
+    "token_lifetime_days": 90, "rotate_schedule": "0 0 1 * * *",
+    "validate_schedule": "0 30 5 * * *", "rotate_window_hours": 4.0, "rotate_concurrency": 8,
+    "vault_creates_per_10s": 270, "warn_days": 30, "storage": None, "storage_account": None,
+    "storage_blob_url": None, "storage_queue_url": None, "notify_webhook_url": None,
+    "smtp_url": None, "notify_email": None, "invite_ttl_hours": 24.0, "lease_seconds": 60,
+    "operator_auth": "local", "operator_tenant_id": None, "operator_client_id": None,
+    "operator_client_secret": None, "operator_group_id": None, "operator_role": None,
+    "display_name": "Partner Token Broker",
+}
+
+
+def test_an_empty_environment_loads_every_default_of_the_contract(tmp_path, monkeypatch):
+    """What is loaded is what is declared: a default changed to hour 25, or to anything else,
+    fails here (before, the dataclass held one copy and the loader another)."""
+    monkeypatch.setattr(settings_module, "default_state_dir", lambda: tmp_path / "state")
+    loaded = load_settings({"BROKER_VAULT_URL": VAULT}, dotenv=False)
+    values = {f.name: getattr(loaded, f.name) for f in fields(Settings)}
+    assert values.pop("vault_url") == VAULT
+    assert values.pop("state_dir") == tmp_path / "state"
+    assert len(values.pop("secret_key")) >= 32  # generated once for local use
+    assert values == DEFAULTS
+    declared = {f.name: f.default for f in fields(Settings) if f.name in DEFAULTS}
+    assert declared == DEFAULTS
+
+
+def test_the_consumers_few_settings_come_from_the_same_declarations(tmp_path):
+    assert read_settings(["authority_host", "cpv_client_id"], {}, dotenv=False) == {
+        "authority_host": DEFAULTS["authority_host"], "cpv_client_id": ""}
+    with pytest.raises(SettingsError) as err:
+        read_settings(["authority_host"], {"BROKER_AUTHORITY_HOST": "login.example"},
+                      dotenv=False)
+    assert err.value.setting == "BROKER_AUTHORITY_HOST"
+
+
 def test_missing_vault_url_names_the_setting(env):
     del env["BROKER_VAULT_URL"]
     with pytest.raises(SettingsError) as err:
@@ -48,10 +89,11 @@ def test_missing_vault_url_names_the_setting(env):
     ("BROKER_TOKEN_LIFETIME_DAYS", "0", "must be between 1 and 3650"),
     ("BROKER_LEASE_SECONDS", "90", "must be between 15 and 60"),
     ("BROKER_LEASE_SECONDS", "5", "must be between 15 and 60"),
-    ("BROKER_ROTATE_SCHEDULE", "0 1 * * *", "NCRONTAB expression of 6 fields"),
+    ("BROKER_ROTATE_SCHEDULE", "0 1 * * *", "wants six fields"),
+    ("BROKER_ROTATE_SCHEDULE", "0 0 25 * * *", "hour 25 is out of range 0-23"),
+    ("BROKER_VALIDATE_SCHEDULE", "0 0 1 31 2 *", "never fires"),
     ("BROKER_ROTATE_WINDOW_HOURS", "x", "must be a number"),
     ("BROKER_VAULT_CREATES_PER_10S", "301", "must be between 1 and 300"),
-    ("BROKER_OPERATOR_AUTH", "magic", "must be local, entra or easyauth"),
     ("BROKER_SMTP_URL", "https://mail.example", "starting with smtp:// or smtps://"),
     ("BROKER_NOTIFY_EMAIL", "ops@example.com, nobody", "comma-separated email addresses"),
     ("BROKER_CPV_CLIENT_ID", "8a4f0c21-3b5d-4e7f-9a1c-2d3e4f5a6b7c",
@@ -68,12 +110,17 @@ def test_invalid_setting_is_named_with_what_is_wrong(env, name, value, message):
     assert err.value.setting in str(err.value)
 
 
-def test_entra_operator_auth_requires_its_app(env):
-    env["BROKER_OPERATOR_AUTH"] = "entra"
-    env["BROKER_OPERATOR_TENANT_ID"] = "contoso.example"
+def test_operator_sign_in_settings_are_checked_by_the_site_alone(env):
+    """The Functions app and the CLI load the same settings: a site-only mistake must not stop
+    them; the site refuses it by name when it starts."""
+    env.update({"BROKER_OPERATOR_AUTH": "entra", "BROKER_OPERATOR_TENANT_ID": "contoso.example"})
+    settings = load_settings(env, dotenv=False)
     with pytest.raises(SettingsError) as err:
-        load_settings(env, dotenv=False)
+        check_operator_settings(settings)
     assert err.value.setting == "BROKER_OPERATOR_CLIENT_ID"
+    env["BROKER_OPERATOR_AUTH"] = "magic"
+    with pytest.raises(SettingsError, match="must be local, entra or easyauth"):
+        check_operator_settings(load_settings(env, dotenv=False))
 
 
 def test_values_are_converted_and_trailing_slashes_dropped(env):
@@ -168,7 +215,7 @@ def test_the_state_dir_does_not_depend_on_the_working_directory(env, tmp_path, m
 
 def test_settings_can_be_built_directly_for_tests():
     s = Settings(vault_url=VAULT)
-    assert s.token_lifetime_days == 90 and s.state_dir == Path(".broker")
+    assert s.token_lifetime_days == 90 and s.state_dir == settings_module.default_state_dir()
 
 
 def test_use_development_storage_means_azurite_defaults(env):

@@ -1,20 +1,17 @@
-"""NCRONTAB schedules read exactly as the Azure Functions timer trigger reads them.
+"""NCRONTAB, the grammar the Azure Functions timer trigger reads its schedules in.
 
-The local worker must fire `BROKER_ROTATE_SCHEDULE` at the instants Azure would, or "it works
-locally" proves nothing. The host parses with NCrontab: six fields, seconds first, day-of-month
-AND day-of-week (not cron's OR), day-of-week 0-6, names matched by prefix, UTC. croniter computes
-the occurrences (`second_at_beginning=True, day_or=False`); this module first holds the expression
-to NCrontab's grammar and rewrites it into plain numbers, because croniter also accepts five
-fields, `L`, `W`, `#`, `H` and 7 for Sunday, which the host would refuse at start-up.
+The settings loader checks `BROKER_ROTATE_SCHEDULE` and `BROKER_VALIDATE_SCHEDULE` with this at
+start-up, so a schedule the host would refuse stops every process (CLI, worker, Functions app)
+with a SettingsError naming the variable, not only the local worker. NCrontab: six fields,
+seconds first, day-of-week 0-6, names matched by prefix. `normalize` holds an expression to that
+grammar and rewrites it into plain numbers (what croniter computes occurrences from in
+`broker.runtime.schedule`); pure Python, so the consumer install needs no croniter.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
-
-from croniter import croniter
 
 _MONTHS = ("january", "february", "march", "april", "may", "june", "july", "august",
            "september", "october", "november", "december")
@@ -44,40 +41,34 @@ class InvalidSchedule(ValueError):
     """The expression is not one the Functions host would accept; the message says why."""
 
 
-@dataclass(frozen=True)
-class Schedule:
-    """A parsed NCRONTAB expression; `next_after` is the next firing strictly after a moment."""
-
-    expression: str
-    _normalized: str
-
-    def next_after(self, moment: datetime) -> datetime:
-        """The next occurrence strictly after `moment` (naive datetimes are taken as UTC)."""
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=UTC)
-        it = croniter(self._normalized, moment.astimezone(UTC),
-                      second_at_beginning=True, day_or=False)
-        return it.get_next(datetime).astimezone(UTC)
-
-    def __str__(self) -> str:
-        return self.expression
+_DAYS_IN_MONTH = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)  # February: leap years
 
 
-def parse_schedule(expression: str) -> Schedule:
-    """Parse a six-field NCRONTAB expression or raise InvalidSchedule naming the bad field."""
+def normalize(expression: str) -> str:
+    """The six-field expression in plain numbers, or InvalidSchedule naming the bad field."""
     parts = expression.split() if isinstance(expression, str) else []
     if len(parts) != len(_FIELDS):
         raise InvalidSchedule(
             f"{expression!r} is not an NCRONTAB expression: Azure Functions wants six fields "
             "'{second} {minute} {hour} {day} {month} {day-of-week}', e.g. '0 0 1 * * *'"
         )
-    normalized = " ".join(_normalize(part, spec) for part, spec in zip(parts, _FIELDS, strict=True))
-    schedule = Schedule(expression=" ".join(parts), _normalized=normalized)
-    try:
-        schedule.next_after(datetime(2000, 1, 1, tzinfo=UTC))
-    except Exception as exc:  # croniter's own errors (e.g. day 31 in February only)
-        raise InvalidSchedule(f"{expression!r} never fires: {exc}") from exc
-    return schedule
+    normalized = [_normalize(part, spec) for part, spec in zip(parts, _FIELDS, strict=True)]
+    days, months = (_expand(text, spec) for text, spec in
+                    ((normalized[3], _FIELDS[3]), (normalized[4], _FIELDS[4])))
+    if not any(day <= _DAYS_IN_MONTH[month - 1] for day in days for month in months):
+        raise InvalidSchedule(f"{expression!r} never fires: no such day in those months")
+    return " ".join(normalized)
+
+
+def _expand(text: str, spec: _Field) -> set[int]:
+    """The values a normalized field stands for (`*`, `*/S`, `N`, `N-M`, `N-M/S`, lists)."""
+    values: set[int] = set()
+    for item in text.split(","):
+        base, _, step = item.partition("/")
+        first, last = (spec.low, spec.high) if base == "*" else (
+            (int(base.split("-")[0]), int(base.split("-")[-1])))
+        values.update(range(first, last + 1, int(step or 1)))
+    return values
 
 
 def _normalize(text: str, spec: _Field) -> str:
