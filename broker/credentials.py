@@ -10,7 +10,7 @@ import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -71,6 +71,15 @@ MESSAGES = {
     "secret_expires_on_format": "Enter the expiry as a date such as 2030-12-31.",
     "secret_expires_on_cpv": "Leave the expiry blank when using the CPV app (no client id).",
 }
+
+
+def secret_expiry_instant(expires_on: date | None) -> datetime:
+    """A client secret's expiry date as the instant stored on `cs-<id>`: the end of that day,
+    UTC (a secret valid "until 2026-06-30" works all of that day)."""
+    if expires_on is None:
+        raise InvalidInput(errors={"secret_expires_on": "Enter the date the client secret "
+                                                        "expires."})
+    return datetime.combine(expires_on, time(23, 59, 59), tzinfo=UTC)
 
 
 def latest_secret_id(secret_id: str) -> str:

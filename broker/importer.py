@@ -18,12 +18,19 @@ import json.scanner
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from broker.consent import role_names
-from broker.credentials import PLACEHOLDER_VALUE, Credential, CredentialSpec, Source, Status
+from broker.credentials import (
+    PLACEHOLDER_VALUE,
+    Credential,
+    CredentialSpec,
+    Source,
+    Status,
+    secret_expiry_instant,
+)
 from broker.errors import BrokerError, Conflict, CredentialNotFound, InvalidInput
 from broker.identity import Identity, Redemption
 from broker.logs import bound, get_logger, redact
@@ -341,7 +348,7 @@ def _redeem_and_store(importer: Importer, row: Row, spec: CredentialSpec,
     else:
         if spec.client_id and spec.client_secret:
             vault.write_client_secret(spec.id, spec.client_secret,
-                                      _end_of_day(spec.secret_expires_on))
+                                      secret_expiry_instant(spec.secret_expires_on))
         credential = existing
     version = vault.write_token(
         credential, redemption.refresh_token, source=Source.IMPORT, obtained_at=datetime.now(UTC),
@@ -373,10 +380,3 @@ class _GivenSecret:
 
     def __repr__(self) -> str:
         return "_GivenSecret(<hidden>)"
-
-
-def _end_of_day(value: date | None) -> datetime:
-    if value is None:  # validated() requires it with a new secret; this is belt and braces
-        raise InvalidInput(errors={"secret_expires_on": "Enter the date the client secret "
-                                                        "expires."})
-    return datetime.combine(value, time(23, 59, 59), tzinfo=UTC)

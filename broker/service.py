@@ -19,7 +19,7 @@ import functools
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time
+from datetime import UTC, datetime
 from pathlib import Path
 from time import monotonic
 from typing import TYPE_CHECKING, Literal
@@ -33,6 +33,7 @@ from broker.credentials import (
     Status,
     TokenVersion,
     reason_for,
+    secret_expiry_instant,
 )
 from broker.errors import (
     AppMisconfigured,
@@ -234,7 +235,7 @@ class Broker:
         # the importer already hold it (leases are not re-entrant)
         if spec.client_id:
             self.vault.write_client_secret(spec.id, spec.client_secret,
-                                           _end_of_day(spec.secret_expires_on))
+                                           secret_expiry_instant(spec.secret_expires_on))
         self.vault.create_placeholder(spec, now=now)
         log.info("credential %s registered (pending consent)", spec.id)
         return self.vault.get_credential(spec.id)
@@ -263,7 +264,7 @@ class Broker:
             if app_changed:
                 if spec.client_id and spec.client_secret:
                     self.vault.write_client_secret(credential_id, spec.client_secret,
-                                                   _end_of_day(spec.secret_expires_on))
+                                                   secret_expiry_instant(spec.secret_expires_on))
                 for version in self.vault.versions(credential_id):
                     if version.enabled:
                         self.vault.set_enabled(credential_id, version.version, False)
@@ -288,7 +289,7 @@ class Broker:
         """Prove a partner app's new client secret, then store it. Call with the lease."""
         current = self.vault.current(existing.id)
         latest = current.version
-        expires = _end_of_day(spec.secret_expires_on)
+        expires = secret_expiry_instant(spec.secret_expires_on)
         if latest is None or latest.is_placeholder or not latest.enabled:
             # no token to redeem yet: the consent that follows proves the secret
             self.vault.write_client_secret(existing.id, spec.client_secret, expires)
@@ -446,11 +447,3 @@ class Broker:
         """Email `event` to `to` (default BROKER_NOTIFY_EMAIL) only; True once the server took
         it. For callers that must tell a person whether the mail went out."""
         return self.notifier.email(event, to)
-
-
-def _end_of_day(value: date | None) -> datetime:
-    if value is None:
-        raise InvalidInput(errors={"secret_expires_on": "Enter the date the client secret "
-                                                        "expires."})
-    return datetime.combine(value, time(23, 59, 59), tzinfo=UTC)
-

@@ -471,6 +471,20 @@ def test_health_counts_credentials_by_status_and_shows_no_token(host, broker, co
         assert secret not in response.get_body().decode()
 
 
+def test_health_asks_for_attention_while_a_rotation_sits_in_the_poison_queue(host, broker):
+    poison = function_app._get_queues().poison
+    poison.send(RotationMessage("poisoned-one", None, datetime.now(UTC)).dumps())
+    try:
+        request = func.HttpRequest("GET", "http://localhost/api/health", body=b"",
+                                   headers={"x-functions-key": "k"})
+        response = host.run("health", request)
+    finally:
+        poison.clear()
+    body = json.loads(response.get_body())
+    assert response.status_code == 200
+    assert body["status"] == "attention" and body["queues"]["rotations-poison"] == 1
+
+
 @pytest.mark.slow
 def test_a_due_scan_over_200_credentials_rotates_exactly_the_due_ones(host, broker, consented):
     """Done when: 200 credentials, about half due; eight invocations at a time drain the queue;

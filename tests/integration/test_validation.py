@@ -3,10 +3,12 @@ answering; every expected failure is a report, never an exception."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from broker import jobs
 from broker.credentials import Source, Status
 from broker.errors import CredentialNotFound
 from devstack import seed
@@ -17,7 +19,7 @@ from tests.support.broker import (
     private_devstack,
     spec,
 )
-from tests.support.browserless import auth_response, complete_sign_in
+from tests.support.browserless import auth_response, complete_sign_in, consent_with_msal
 
 
 @pytest.fixture
@@ -120,3 +122,24 @@ def test_a_revoked_grant_fails_validation_and_needs_consent(devstack, tmp_path):
         [event] = broker.notifier.for_credential(credential.id)
         assert event.kind == "needs-consent" and event.invite_url
         assert broker.vault.latest_version(credential.id).enabled  # the token is kept
+
+
+def test_a_token_without_mfa_is_refused_by_the_brokers_check_and_a_human_is_told(devstack,
+                                                                                 tmp_path):
+    """Conditional Access off: Entra hands a password-only token to a user without MFA; the
+    broker's own MFA check fails the validation and the validation job notifies it."""
+    broker = make_broker(devstack, tmp_path)
+    with devstack.mfa_not_required():
+        token = consent_with_msal(
+            devstack.env["BROKER_AUTHORITY_HOST"], devstack.env["BROKER_CPV_CLIENT_ID"],
+            devstack.env["BROKER_CPV_CLIENT_SECRET"], seed.PARTNER_NOMFA_UPN,
+            verify=devstack.ca_bundle)["refresh_token"]
+        credential_id = f"nomfa-{uuid.uuid4().hex[:8]}"
+        path = tmp_path / "tokens.csv"
+        path.write_text("id,environment,product,marketplace,tenant_id,refresh_token\n"
+                        f"{credential_id},test,Microsoft CSP,US,{seed.PARTNER_TENANT_ID},"
+                        f"{token}\n")
+        assert broker.import_file(path).imported == [credential_id]
+        reports = [r for r in jobs.validate_all(broker) if r.credential_id == credential_id]
+    assert [(r.ok, r.mfa, r.result) for r in reports] == [(False, False, "no-mfa")]
+    assert broker.notifier.kinds(credential_id) == ["needs-consent"]

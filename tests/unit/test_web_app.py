@@ -9,16 +9,11 @@ from consent_web import create_app
 from tests.unit.web_fakes import Web, assert_no_secrets
 
 
-@pytest.fixture
-def web() -> Web:
-    return Web()
-
-
-def test_healthz_answers_without_sign_in_and_reveals_nothing(web):
-    response = web.client.get("/healthz")
+def test_healthz_answers_without_sign_in_and_reveals_nothing(site):
+    response = site.client.get("/healthz")
     assert response.status_code == 200
     assert response.json == {"status": "ok", "configured": True}
-    assert_no_secrets(web, response)
+    assert_no_secrets(site, response)
 
 
 def test_missing_settings_render_the_almost_there_page_instead_of_crashing(monkeypatch, tmp_path):
@@ -44,10 +39,10 @@ def test_invalid_setting_is_named_on_the_setup_page(monkeypatch, tmp_path):
     assert "BROKER_OPERATOR_AUTH" in page.text
 
 
-def test_every_page_sends_the_security_headers(web):
-    web.sign_in()
+def test_every_page_sends_the_security_headers(site):
+    site.sign_in()
     for path in ("/", "/auth/login", "/healthz", "/invite/nope", "/no-such-page"):
-        headers = web.client.get(path).headers
+        headers = site.client.get(path).headers
         csp = headers["Content-Security-Policy"]
         assert "default-src 'self'" in csp
         assert "script-src 'self'" in csp and "unsafe-inline" not in csp
@@ -60,26 +55,26 @@ def test_every_page_sends_the_security_headers(web):
 
 @pytest.mark.parametrize("path", ["/invite/some-token", "/consent/callback?state=x",
                                   "/consent/done", "/auth/login"])
-def test_consent_and_invite_pages_send_no_referrer(web, path):
-    assert web.client.get(path).headers["Referrer-Policy"] == "no-referrer"
+def test_consent_and_invite_pages_send_no_referrer(site, path):
+    assert site.client.get(path).headers["Referrer-Policy"] == "no-referrer"
 
 
-def test_form_action_allows_the_authority_for_the_post_redirect_get(web):
-    csp = web.client.get("/healthz").headers["Content-Security-Policy"]
+def test_form_action_allows_the_authority_for_the_post_redirect_get(site):
+    csp = site.client.get("/healthz").headers["Content-Security-Policy"]
     assert "form-action 'self' https://login.example.test" in csp
 
 
-def test_pages_use_no_inline_script_or_style(web):
-    web.broker.seed("contoso")
-    web.sign_in()
+def test_pages_use_no_inline_script_or_style(site):
+    site.broker.seed("contoso")
+    site.sign_in()
     for path in ("/", "/add", "/credentials/contoso", "/credentials/contoso/invite"):
-        text = web.client.get(path).text
+        text = site.client.get(path).text
         assert "<script>" not in text and "onclick" not in text and "style=" not in text
 
 
 def test_behind_app_service_proxy_requests_are_https_and_get_hsts():
-    web = Web(public_url="https://broker.example.com")
-    response = web.client.get("/healthz", headers={"X-Forwarded-Proto": "https",
+    site = Web(public_url="https://broker.example.com")
+    response = site.client.get("/healthz", headers={"X-Forwarded-Proto": "https",
                                                    "X-Forwarded-Host": "broker.example.com"})
     assert response.headers["Strict-Transport-Security"].startswith("max-age=")
 
@@ -99,26 +94,26 @@ def test_session_cookie_is_httponly_lax_and_secure_outside_local_dev():
     assert "Secure" in set_cookie and "HttpOnly" in set_cookie and "SameSite=Lax" in set_cookie
 
 
-def test_post_without_csrf_token_is_refused_with_a_page_not_a_500(web):
-    web.sign_in()
-    response = web.client.post("/add", data={"id": "x"})
+def test_post_without_csrf_token_is_refused_with_a_page_not_a_500(site):
+    site.sign_in()
+    response = site.client.post("/add", data={"id": "x"})
     assert response.status_code == 400
     assert "security token" in response.text
-    assert web.broker.calls == []
+    assert site.broker.calls == []
 
 
-def test_post_from_another_site_is_refused(web):
-    web.sign_in()
-    token = web.csrf_token()
+def test_post_from_another_site_is_refused(site):
+    site.sign_in()
+    token = site.csrf_token()
     for headers in ({"Origin": "https://evil.example"}, {"Sec-Fetch-Site": "cross-site"}):
-        response = web.client.post("/add", data={"csrf_token": token}, headers=headers)
+        response = site.client.post("/add", data={"csrf_token": token}, headers=headers)
         assert response.status_code == 403
         assert "another site" in response.text
 
 
-def test_same_origin_post_with_token_passes_the_origin_check(web):
-    web.sign_in()
-    response = web.post("/add", {"id": ""}, headers={"Origin": "http://localhost",
+def test_same_origin_post_with_token_passes_the_origin_check(site):
+    site.sign_in()
+    response = site.post("/add", {"id": ""}, headers={"Origin": "http://localhost",
                                                      "Sec-Fetch-Site": "same-origin"})
     assert response.status_code == 400  # the form's own validation, not the origin check
     assert "Nothing was saved" in response.text
@@ -136,42 +131,42 @@ def test_same_origin_post_with_token_passes_the_origin_check(web):
     ("GET", "/?env=staging", 400),
     ("GET", "/?env=" + "x" * 5000, 400),
 ])
-def test_bad_requests_get_a_friendly_4xx_page(web, method, path, status):
-    web.sign_in()
-    response = web.client.open(path, method=method)
+def test_bad_requests_get_a_friendly_4xx_page(site, method, path, status):
+    site.sign_in()
+    response = site.client.open(path, method=method)
     assert response.status_code == status
     assert "<h1>" in response.text and "Traceback" not in response.text
 
 
-def test_a_too_large_form_is_a_413_page(web):
-    web.sign_in()
-    response = web.post("/add", {"product": "x" * 100_000})
+def test_a_too_large_form_is_a_413_page(site):
+    site.sign_in()
+    response = site.post("/add", {"product": "x" * 100_000})
     assert response.status_code == 413
     assert "Too much data" in response.text
 
 
-def test_azure_being_busy_is_a_503_page_with_retry_after(web):
-    web.sign_in()
-    web.broker.fail["list_credentials"] = TransientFailure("Key Vault is throttling.",
+def test_azure_being_busy_is_a_503_page_with_retry_after(site):
+    site.sign_in()
+    site.broker.fail["list_credentials"] = TransientFailure("Key Vault is throttling.",
                                                            retry_after=12)
-    response = web.client.get("/")
+    response = site.client.get("/")
     assert response.status_code == 503
     assert response.headers["Retry-After"] == "12"
     assert "Key Vault is throttling." in response.text
 
 
-def test_an_unexpected_error_is_a_500_page_without_a_traceback(web):
-    web.sign_in()
-    web.broker.fail["list_credentials"] = RuntimeError("boom")
-    response = web.client.get("/")
+def test_an_unexpected_error_is_a_500_page_without_a_traceback(site):
+    site.sign_in()
+    site.broker.fail["list_credentials"] = RuntimeError("boom")
+    response = site.client.get("/")
     assert response.status_code == 500
     assert "Something went wrong" in response.text
     assert "boom" not in response.text and "Traceback" not in response.text
 
 
 @pytest.mark.parametrize("name", ["app.css", "app.js", "favicon.svg"])
-def test_static_files_are_served_without_sign_in_and_may_be_cached(web, name):
-    with web.client.get(f"/static/{name}") as response:
+def test_static_files_are_served_without_sign_in_and_may_be_cached(site, name):
+    with site.client.get(f"/static/{name}") as response:
         assert response.status_code == 200
         assert response.headers.get("Cache-Control") != "no-store"
 
@@ -194,22 +189,22 @@ def _paths(app) -> list[tuple[str, str]]:
 
 @pytest.mark.parametrize("signed_in", [True, False])
 def test_no_route_answers_garbage_with_a_500(signed_in):
-    web = Web()
-    web.broker.seed("contoso")
+    site = Web()
+    site.broker.seed("contoso")
     if signed_in:
-        web.sign_in()
-    token = web.csrf_token()
+        site.sign_in()
+    token = site.csrf_token()
     fields = ("id", "environment", "product", "marketplace", "tenant_id", "client_id",
               "client_secret", "secret_expires_on", "next_step", "send", "token", "next",
               "state", "code", "error", "env")
-    for method, path in _paths(web.app):
+    for method, path in _paths(site.app):
         for value in GARBAGE:
             data = dict.fromkeys(fields, value)
             query = {name: value for name in ("env", "next", "state", "code", "error", "token")}
             if method == "GET":
-                response = web.client.get(path, query_string=query)
+                response = site.client.get(path, query_string=query)
             else:
-                response = web.client.post(path, data={**data, "csrf_token": token},
+                response = site.client.post(path, data={**data, "csrf_token": token},
                                            query_string=query)
             assert response.status_code < 500, (method, path, value, response.status_code)
             assert "Traceback" not in response.text

@@ -5,11 +5,14 @@ from __future__ import annotations
 import base64
 import json
 import time
+from datetime import timedelta
 
 import pytest
 
-from consent_web.operators import OPERATOR_LIFETIME, safe_next
+from consent_web.operators import OPERATOR_LIFETIME, SESSION_KEY, safe_next
 from tests.unit.web_fakes import Web
+
+pytestmark = pytest.mark.seed("contoso")
 
 OPERATOR_PAGES = [
     ("GET", "/"),
@@ -30,41 +33,34 @@ OPERATOR_PAGES = [
 ]
 
 
-@pytest.fixture
-def web() -> Web:
-    web = Web()
-    web.broker.seed("contoso")
-    return web
-
-
 @pytest.mark.parametrize(("method", "path"), OPERATOR_PAGES)
-def test_operator_pages_need_a_signed_in_operator(web, method, path):
+def test_operator_pages_need_a_signed_in_operator(site, method, path):
     if method == "GET":
-        response = web.client.get(path)
+        response = site.client.get(path)
         assert response.status_code == 302
         assert response.headers["Location"].startswith("/auth/login?next=")
     else:
-        response = web.post(path)
+        response = site.post(path)
         assert response.status_code == 401
         assert "Sign in" in response.text
-    assert [c for c in web.broker.calls if c[0] != "get_credential"] == []
+    assert [c for c in site.broker.calls if c[0] != "get_credential"] == []
 
 
 @pytest.mark.parametrize("path", ["/healthz", "/auth/login", "/invite/whatever",
                                   "/consent/callback", "/consent/done"])
-def test_public_pages_need_no_operator(web, path):
-    response = web.client.get(path)
+def test_public_pages_need_no_operator(site, path):
+    response = site.client.get(path)
     assert response.status_code != 302 or "/auth/login" not in response.headers["Location"]
     assert response.status_code < 500
 
 
-def test_printed_link_signs_in_once_and_drops_the_token_from_the_address_bar(web):
-    token = web.app.extensions["local_sign_in"].issue()
-    first = web.client.get(f"/auth/local?token={token}")
+def test_printed_link_signs_in_once_and_drops_the_token_from_the_address_bar(site):
+    token = site.app.extensions["local_sign_in"].issue()
+    first = site.client.get(f"/auth/local?token={token}")
     assert first.status_code == 302 and first.headers["Location"] == "/"
-    assert web.client.get("/").status_code == 200
+    assert site.client.get("/").status_code == 200
 
-    other = Web(web.broker)
+    other = Web(site.broker)
     replay = other.client.get(f"/auth/local?token={token}")
     assert replay.status_code == 403
     assert "cannot be used" in replay.text
@@ -72,18 +68,18 @@ def test_printed_link_signs_in_once_and_drops_the_token_from_the_address_bar(web
 
 
 @pytest.mark.parametrize("token", ["", "x", "not-a-real-token-but-long-enough", "a" * 500])
-def test_wrong_sign_in_links_are_refused(web, token):
-    response = web.client.get(f"/auth/local?token={token}")
+def test_wrong_sign_in_links_are_refused(site, token):
+    response = site.client.get(f"/auth/local?token={token}")
     assert response.status_code == 403
-    assert web.client.get("/").status_code == 302
+    assert site.client.get("/").status_code == 302
 
 
-def test_sign_in_returns_to_the_page_asked_for(web):
-    asked = web.client.get("/credentials/contoso")
+def test_sign_in_returns_to_the_page_asked_for(site):
+    asked = site.client.get("/credentials/contoso")
     assert asked.headers["Location"] == "/auth/login?next=/credentials/contoso"
-    web.client.get(asked.headers["Location"])
-    token = web.app.extensions["local_sign_in"].issue()
-    assert web.client.get(f"/auth/local?token={token}").headers["Location"] == \
+    site.client.get(asked.headers["Location"])
+    token = site.app.extensions["local_sign_in"].issue()
+    assert site.client.get(f"/auth/local?token={token}").headers["Location"] == \
         "/credentials/contoso"
 
 
@@ -94,36 +90,48 @@ def test_next_never_leaves_the_site(target):
     assert safe_next(target) == "/"
 
 
-def test_a_new_link_can_be_printed_on_the_console(web):
+def test_a_new_link_can_be_printed_on_the_console(site):
     printed = []
-    web.app.extensions["local_sign_in"].announce = printed.append
-    response = web.post("/auth/local/link")
+    site.app.extensions["local_sign_in"].announce = printed.append
+    response = site.post("/auth/local/link")
     assert response.status_code == 303
     assert len(printed) == 1 and printed[0].startswith("http://localhost:47400/auth/local?token=")
-    assert "printed on the console" in web.client.get("/auth/login").text
-    assert web.client.get(printed[0].removeprefix("http://localhost:47400")).status_code == 302
-    assert web.client.get("/").status_code == 200
+    assert "printed on the console" in site.client.get("/auth/login").text
+    assert site.client.get(printed[0].removeprefix("http://localhost:47400")).status_code == 302
+    assert site.client.get("/").status_code == 200
 
 
-def test_operator_session_ends_after_its_lifetime(web, monkeypatch):
-    web.sign_in()
-    assert web.client.get("/").status_code == 200
+def test_operator_session_ends_after_its_lifetime(site, monkeypatch):
+    site.sign_in()
+    assert site.client.get("/").status_code == 200
     later = time.time() + OPERATOR_LIFETIME.total_seconds() + 60
     monkeypatch.setattr(time, "time", lambda: later)
-    assert web.client.get("/").status_code == 302
+    assert site.client.get("/").status_code == 302
 
 
-def test_sign_out_ends_the_session(web):
-    web.sign_in()
-    response = web.post("/auth/logout")
+def test_a_session_signed_in_over_eight_hours_ago_ends_even_while_its_cookie_is_fresh(site):
+    """The sign-in time inside the session is the guard; the cookie's own age is not enough
+    (a cookie re-issued on every response never grows old)."""
+    assert timedelta(hours=8) == OPERATOR_LIFETIME
+    site.sign_in()
+    with site.client.session_transaction() as session:
+        signed_in = dict(session[SESSION_KEY])
+        signed_in["at"] -= int(OPERATOR_LIFETIME.total_seconds()) + 60
+        session[SESSION_KEY] = signed_in
+    assert site.client.get("/").status_code == 302
+
+
+def test_sign_out_ends_the_session(site):
+    site.sign_in()
+    response = site.post("/auth/logout")
     assert response.status_code == 200 and "Signed out" in response.text
-    assert web.client.get("/").status_code == 302
+    assert site.client.get("/").status_code == 302
 
 
-def test_app_service_headers_are_ignored_outside_easyauth_mode(web):
+def test_app_service_headers_are_ignored_outside_easyauth_mode(site):
     headers = {"X-MS-CLIENT-PRINCIPAL-NAME": "mallory@evil.example",
                "X-MS-CLIENT-PRINCIPAL": _principal([])}
-    assert web.client.get("/", headers=headers).status_code == 302
+    assert site.client.get("/", headers=headers).status_code == 302
 
 
 def _principal(claims: list[tuple[str, str]]) -> str:
@@ -133,16 +141,16 @@ def _principal(claims: list[tuple[str, str]]) -> str:
 
 
 def test_easyauth_mode_trusts_app_service_headers():
-    web = Web(operator_auth="easyauth")
-    response = web.client.get("/", headers={"X-MS-CLIENT-PRINCIPAL-NAME": "ops@fabrikam.example"})
+    site = Web(operator_auth="easyauth")
+    response = site.client.get("/", headers={"X-MS-CLIENT-PRINCIPAL-NAME": "ops@fabrikam.example"})
     assert response.status_code == 200
     assert "ops@fabrikam.example" in response.text
-    assert web.client.get("/").status_code == 302  # no headers: not signed in
+    assert site.client.get("/").status_code == 302  # no headers: not signed in
 
 
 def test_easyauth_sign_in_goes_to_app_service_login():
-    web = Web(operator_auth="easyauth")
-    response = web.client.get("/auth/login?next=/credentials/x")
+    site = Web(operator_auth="easyauth")
+    response = site.client.get("/auth/login?next=/credentials/x")
     assert response.status_code == 302
     assert response.headers["Location"] == \
         "/.auth/login/aad?post_login_redirect_uri=/credentials/x"
@@ -156,9 +164,9 @@ def test_easyauth_sign_in_goes_to_app_service_login():
     ([], 403),
 ])
 def test_easyauth_checks_the_operator_group_or_role_when_configured(claims, status):
-    web = Web(operator_auth="easyauth", operator_group_id="ops-group",
+    site = Web(operator_auth="easyauth", operator_group_id="ops-group",
               operator_role="Broker.Operator")
-    response = web.client.get("/", headers={"X-MS-CLIENT-PRINCIPAL-NAME": "ops@fabrikam.example",
+    response = site.client.get("/", headers={"X-MS-CLIENT-PRINCIPAL-NAME": "ops@fabrikam.example",
                                             "X-MS-CLIENT-PRINCIPAL": _principal(claims)})
     assert response.status_code == status
 
@@ -166,37 +174,37 @@ def test_easyauth_checks_the_operator_group_or_role_when_configured(claims, stat
 @pytest.mark.parametrize("header", ["%%%", base64.b64encode(b"not json").decode(),
                                     base64.b64encode(b'{"claims": 5}').decode(), ""])
 def test_easyauth_malformed_principal_is_a_403_not_a_500(header):
-    web = Web(operator_auth="easyauth", operator_group_id="ops-group")
-    response = web.client.get("/", headers={"X-MS-CLIENT-PRINCIPAL-NAME": "ops@fabrikam.example",
+    site = Web(operator_auth="easyauth", operator_group_id="ops-group")
+    response = site.client.get("/", headers={"X-MS-CLIENT-PRINCIPAL-NAME": "ops@fabrikam.example",
                                             "X-MS-CLIENT-PRINCIPAL": header})
     assert response.status_code == 403
 
 
 def test_local_sign_in_routes_do_not_exist_in_other_modes():
-    web = Web(operator_auth="easyauth")
-    token = web.app.extensions["local_sign_in"].issue()
-    assert web.client.get(f"/auth/local?token={token}").status_code == 404
+    site = Web(operator_auth="easyauth")
+    token = site.app.extensions["local_sign_in"].issue()
+    assert site.client.get(f"/auth/local?token={token}").status_code == 404
 
 
 def test_entra_mode_without_its_settings_explains_what_to_set():
-    web = Web(operator_auth="entra", operator_tenant_id="t", operator_client_id="c",
+    site = Web(operator_auth="entra", operator_tenant_id="t", operator_client_id="c",
               operator_client_secret="s")
-    response = web.client.get("/auth/login")
+    response = site.client.get("/auth/login")
     assert response.status_code == 503
     assert "BROKER_OPERATOR_GROUP_ID or BROKER_OPERATOR_ROLE" in response.text
 
 
 def test_entra_mode_offers_microsoft_sign_in():
-    web = Web(operator_auth="entra", operator_tenant_id="t", operator_client_id="c",
+    site = Web(operator_auth="entra", operator_tenant_id="t", operator_client_id="c",
               operator_client_secret="s", operator_group_id="g")
-    page = web.client.get("/auth/login")
+    page = site.client.get("/auth/login")
     assert page.status_code == 200 and "Sign in with Microsoft" in page.text
 
 
 @pytest.mark.parametrize("query", ["", "?state=x&code=y", "?error=access_denied"])
 def test_entra_callback_without_a_started_sign_in_is_a_400(query):
-    web = Web(operator_auth="entra", operator_tenant_id="t", operator_client_id="c",
+    site = Web(operator_auth="entra", operator_tenant_id="t", operator_client_id="c",
               operator_client_secret="s", operator_group_id="g")
-    response = web.client.get(f"/auth/callback{query}")
+    response = site.client.get(f"/auth/callback{query}")
     assert response.status_code == 400
     assert "Sign in again" in response.text

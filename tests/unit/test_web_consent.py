@@ -19,13 +19,7 @@ from broker.errors import (
 from consent_web.consent import FAILURES
 from tests.unit.web_fakes import Web, assert_no_secrets
 
-
-@pytest.fixture
-def web() -> Web:
-    web = Web()
-    web.broker.seed("contoso", active=False)
-    web.sign_in()
-    return web
+pytestmark = pytest.mark.seed("contoso", active=False)
 
 
 def start(web: Web, credential_id: str = "contoso") -> str:

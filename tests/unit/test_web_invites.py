@@ -9,13 +9,7 @@ import pytest
 
 from tests.unit.web_fakes import CPV_ID, Web, assert_no_secrets
 
-
-@pytest.fixture
-def web() -> Web:
-    web = Web()
-    web.broker.seed("contoso", active=False)
-    web.sign_in()
-    return web
+pytestmark = pytest.mark.seed("contoso", active=False)
 
 
 def create_link(web: Web, send: str = "link", email: str = "") -> str:

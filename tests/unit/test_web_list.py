@@ -18,13 +18,6 @@ DASH = "\u2013"  # the en dash of "Showing 1\u201350"
 ROW = re.compile(r'<tr data-credential="([^"]+)"')
 
 
-@pytest.fixture
-def web() -> Web:
-    web = Web()
-    web.sign_in()
-    return web
-
-
 def seed_many(web: Web, count: int, *, prefix: str = "c", environment: str = "test") -> None:
     for i in range(count):
         web.broker.seed(f"{prefix}-{i:04d}", environment=environment)

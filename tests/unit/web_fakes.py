@@ -12,7 +12,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from broker.consent import ConsentResult, ConsentStart
-from broker.credentials import Credential, CredentialSpec, Status, TokenVersion, format_instant
+from broker.credentials import (
+    Credential,
+    CredentialSpec,
+    Status,
+    TokenVersion,
+    format_instant,
+    secret_expiry_instant,
+)
 from broker.errors import ConsentFailed, CredentialNotFound, InvalidInput
 from broker.invites import Invite
 from broker.rotation import RotationResult
@@ -218,7 +225,7 @@ class FakeBroker:
                                 "Partner Center answered." if self.validation_ok
                                 else "The token was refused.")
 
-    def rotate(self, credential_id, *, expected_version=None, wait=0.0):
+    def rotate(self, credential_id, *, expected_version=None, wait=0.0, older_than=None):
         self._maybe_fail("rotate")
         self.calls.append(("rotate", credential_id))
         latest = self.get_credential(credential_id).latest
@@ -233,8 +240,7 @@ class FakeBroker:
     def _store_spec(self, spec: CredentialSpec) -> None:
         if spec.client_id and spec.client_secret:
             self.client_secrets[spec.id] = spec.client_secret
-            self.secret_expiry[spec.id] = datetime.combine(
-                spec.secret_expires_on, datetime.min.time(), tzinfo=UTC)
+            self.secret_expiry[spec.id] = secret_expiry_instant(spec.secret_expires_on)
 
     def _tags(self, spec: CredentialSpec, *, status: Status) -> dict[str, str]:
         return {
