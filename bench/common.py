@@ -6,10 +6,7 @@ import contextlib
 import json
 import os
 import platform
-import subprocess
-import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -42,41 +39,14 @@ def percentile(samples: list[float], p: float) -> float:
 
 @contextlib.contextmanager
 def devstack(*args: str, state_dir: Path | None = None) -> Iterator[dict[str, str]]:
-    """A private devstack process on free ports; yields its env and loads it into os.environ."""
-    from devstack.stack import ENV_FILE, read_env
+    """A private devstack process on free ports; yields its env and loads it into os.environ
+    (the tests' own helper, so the benchmarks start and stop it as the tests do)."""
+    from tests.support.devstack import environment, running_devstack
 
     with contextlib.ExitStack() as stack:
         if state_dir is None:
             state_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-")))
-        state_dir.mkdir(parents=True, exist_ok=True)
-        env_file = state_dir / ENV_FILE
-        env_file.unlink(missing_ok=True)
-        log = stack.enter_context(open(state_dir / "devstack.log", "ab"))
-        process = subprocess.Popen(
-            [sys.executable, "-m", "devstack", "up", "--foreground", "--port-base", "0",
-             "--state-dir", str(state_dir), *args],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=ROOT,
-        )
-        try:
-            deadline = time.monotonic() + 30
-            while not env_file.exists():
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError((state_dir / "devstack.log").read_text())
-                time.sleep(0.05)
-            env = read_env(env_file)
-            saved = {k: os.environ.get(k) for k in env}
-            os.environ.update(env)
-            try:
-                yield env
-            finally:
-                for k, v in saved.items():
-                    if v is None:
-                        os.environ.pop(k, None)
-                    else:
-                        os.environ[k] = v
-        finally:
-            process.terminate()
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        running = stack.enter_context(running_devstack(state_dir, *args))
+        stack.enter_context(environment(running.env))
+        yield running.env
+

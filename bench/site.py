@@ -22,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from bench.common import ROOT, devstack, percentile, report
+from tests.support.process import server_process
 
 OPERATOR_HEADERS = {"X-MS-CLIENT-PRINCIPAL-NAME": "operator@fabrikam.example"}
 
@@ -77,20 +78,13 @@ def load(url: str, requests_total: int, concurrency: int, timeout_s: float) -> d
     }
 
 
-def wait_for(url: str, process: subprocess.Popen, timeout_s: float = 30) -> None:
+def answers(url: str) -> bool:
     import requests
 
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError("the site exited during start-up")
-        try:
-            if requests.get(url, timeout=2).status_code == 200:
-                return
-        except (requests.ConnectionError, requests.Timeout):  # still starting, or a busy machine
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"the site did not answer at {url}")
+    try:
+        return requests.get(url, timeout=2).status_code == 200
+    except (requests.ConnectionError, requests.Timeout):  # still starting, or a busy machine
+        return False
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -119,16 +113,13 @@ def main(argv: list[str] | None = None) -> None:
                     "BROKER_PUBLIC_URL": f"http://localhost:{port}",
                     "BROKER_STATE_DIR": str(Path(tmp) / "site-state"),
                     "BROKER_SECRET_KEY": broker.settings.secret_key}
-        log = open(Path(tmp) / "site.log", "wb")  # noqa: SIM115 - closed below
-        site = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}",
-             "--workers", str(args.workers), "--threads", str(args.threads),
-             "--worker-class", "gthread", "consent_web:create_app()"],
-            cwd=ROOT, env=site_env, stdout=log, stderr=subprocess.STDOUT,
-        )
-        try:
-            base = f"http://127.0.0.1:{port}"
-            wait_for(base + "/healthz", site)
+        base = f"http://127.0.0.1:{port}"
+        with server_process(
+                [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}",
+                 "--workers", str(args.workers), "--threads", str(args.threads),
+                 "--worker-class", "gthread", "consent_web:create_app()"],
+                log=Path(tmp) / "site.log", ready=lambda: answers(base + "/healthz"),
+                what="the site", cwd=ROOT, env=site_env):
             url = base + "/?env=test"
             # the second process: loopback only, bounded in requests and time
             result = subprocess.run(
@@ -140,10 +131,6 @@ def main(argv: list[str] | None = None) -> None:
             if result.returncode != 0:
                 raise RuntimeError(f"the load process failed:\n{result.stderr[-3000:]}")
             measured = json.loads(result.stdout.strip().splitlines()[-1])
-        finally:
-            site.terminate()
-            site.wait(10)
-            log.close()
 
     report("site", credentials=args.credentials, page="/?env=test",
            server=f"gunicorn {args.workers} workers x {args.threads} threads",

@@ -110,12 +110,7 @@ def enqueue_validations(service: Broker, queue: RotationQueue, now: datetime | N
     targets = [c for c in service.list_credentials()
                if c.status(now, warn_days) in (Status.ACTIVE, Status.EXPIRING)]
     for credential in targets:
-        days = credential.days_until_secret_expiry(now)
-        if days is not None and days <= warn_days:
-            _notify(service, "secret-expiring", credential.id,
-                    f"The partner app's client secret expires in {max(days, 0)} days.",
-                    f"create a new client secret and save it with "
-                    f"`broker credentials edit {credential.id}`")
+        _warn_if_secret_expires(service, credential, now, warn_days)
     from broker.rotation import spread_delay
 
     messages = [(RotationMessage(c.id, None, now, job="validate").dumps(),
@@ -290,12 +285,7 @@ def validate_all(service: Broker) -> list:
                      report.message)
             if not report.ok:
                 _notify_validation(service, credential.id, report)
-            days = credential.days_until_secret_expiry(now)
-            if days is not None and days <= warn_days:
-                _notify(service, "secret-expiring", credential.id,
-                        f"The partner app's client secret expires in {max(days, 0)} days.",
-                        f"create a new client secret and save it with "
-                        f"`broker credentials edit {credential.id}`")
+            _warn_if_secret_expires(service, credential, now, warn_days)
             return report
 
     if not targets:
@@ -321,6 +311,16 @@ def _notify_validation(service: Broker, credential_id: str, report) -> None:
         _notify(service, kinds[report.result], credential_id,
                 f"Validation of {credential_id} failed: {reason.summary()}. {report.message}",
                 reason.action + (f" From the command line: {command}" if command else ""))
+
+
+def _warn_if_secret_expires(service: Broker, credential, now: datetime, warn_days: int) -> None:
+    """An own-app credential whose client secret expires within `warn_days`: tell a human."""
+    days = credential.days_until_secret_expiry(now)
+    if days is not None and days <= warn_days:
+        _notify(service, "secret-expiring", credential.id,
+                f"The partner app's client secret expires in {max(days, 0)} days.",
+                f"create a new client secret and save it with "
+                f"`broker credentials edit {credential.id}`")
 
 
 def _notify(service: Broker, kind: str, credential_id: str, message: str, action: str) -> None:

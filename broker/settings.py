@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import MISSING, Field, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -255,23 +255,20 @@ class _Loader:
         return value.rstrip("/")
 
     def integer(self, name: str, default: int, low: int, high: int) -> int:
-        raw = self.text(name)
-        try:
-            value = default if raw is None else int(raw)
-        except ValueError:
-            raise SettingsError(name, f"{name} must be a whole number") from None
-        if not low <= value <= high:
-            raise SettingsError(name, f"{name} must be between {low} and {high}")
-        return value
+        return self._bounded(name, default, low, high, int, "a whole number", "")
 
     def number(self, name: str, default: float, low: float, high: float) -> float:
+        return self._bounded(name, default, low, high, float, "a number", "g")
+
+    def _bounded(self, name: str, default: Any, low: Any, high: Any, convert: Callable,
+                 noun: str, spec: str) -> Any:
         raw = self.text(name)
         try:
-            value = default if raw is None else float(raw)
+            value = default if raw is None else convert(raw)
         except ValueError:
-            raise SettingsError(name, f"{name} must be a number") from None
+            raise SettingsError(name, f"{name} must be {noun}") from None
         if not low <= value <= high:
-            raise SettingsError(name, f"{name} must be between {low:g} and {high:g}")
+            raise SettingsError(name, f"{name} must be between {low:{spec}} and {high:{spec}}")
         return value
 
     def ncrontab(self, name: str, default: str) -> str:

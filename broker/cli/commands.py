@@ -293,18 +293,23 @@ def credentials_edit(ctx: Context) -> int:
 
 def credentials_remove(ctx: Context) -> int:
     credential = ctx.broker.get_credential(ctx.args.id)
-    if not ctx.args.yes:
-        if not sys.stdin.isatty():
-            raise UsageError("confirm the removal with --yes (no terminal to ask on)")
-        answer = input(f"Remove credential {credential.id!r}? Its secrets are soft-deleted and "
-                       "recoverable in Key Vault for the retention period. [y/N] ")
-        if answer.strip().lower() not in ("y", "yes"):
-            ctx.note("Nothing removed.")
-            return EXIT_OK
+    if not _confirmed(ctx, "removal", f"Remove credential {credential.id!r}? Its secrets are "
+                      "soft-deleted and recoverable in Key Vault for the retention period."):
+        ctx.note("Nothing removed.")
+        return EXIT_OK
     ctx.broker.remove_credential(credential.id)
     ctx.note(f"Removed {credential.id}. Key Vault keeps it for its retention period: "
              f"`broker credentials recover {credential.id}` brings it back.")
     return EXIT_OK
+
+
+def _confirmed(ctx: Context, what: str, question: str) -> bool:
+    """--yes, or a yes typed at the terminal; without a terminal to ask on, a UsageError."""
+    if ctx.args.yes:
+        return True
+    if not sys.stdin.isatty():
+        raise UsageError(f"confirm the {what} with --yes (no terminal to ask on)")
+    return input(f"{question} [y/N] ").strip().lower() in ("y", "yes")
 
 
 def credentials_recover(ctx: Context) -> int:
@@ -318,14 +323,10 @@ def credentials_purge(ctx: Context) -> int:
     removed = ctx.broker.removed_credential(ctx.args.id)
     if not removed.purgeable:
         ctx.broker.purge_credential(removed.id)  # refuses, saying why and when Key Vault will
-    if not ctx.args.yes:
-        if not sys.stdin.isatty():
-            raise UsageError("confirm the purge with --yes (no terminal to ask on)")
-        answer = input(f"Purge removed credential {removed.id!r} for good? It cannot be "
-                       "recovered afterwards. [y/N] ")
-        if answer.strip().lower() not in ("y", "yes"):
-            ctx.note("Nothing purged.")
-            return EXIT_OK
+    if not _confirmed(ctx, "purge", f"Purge removed credential {removed.id!r} for good? It "
+                      "cannot be recovered afterwards."):
+        ctx.note("Nothing purged.")
+        return EXIT_OK
     ctx.broker.purge_credential(removed.id)
     ctx.note(f"Purged {removed.id}: its id can be used again.")
     return EXIT_OK

@@ -159,17 +159,6 @@ def test_a_hot_secret_costs_at_most_one_vault_read_per_refresh_interval(vault, s
     assert 1 <= counter.gets - gets <= elapsed / 0.5
 
 
-def test_cached_resolves_are_cheap(vault, settings, cpv_credential):
-    resolver = TokenResolver(settings=settings)
-    url = cpv_credential.secret_id
-    resolver.refresh_token(url)
-    n, start = 200_000, time.perf_counter()
-    for _ in range(n):
-        resolver.refresh_token(url)
-    rate = n / (time.perf_counter() - start)
-    assert rate > 300_000  # ~3-5 million/s on one idle core; generous for a busy CI runner
-
-
 def test_transient_failure_serves_the_cached_token_until_it_is_too_old(vault, settings):
     credential = register(vault)
     token = f"0.Atransient-{uuid.uuid4().hex}"

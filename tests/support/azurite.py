@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import socket
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
+
+from tests.support.process import port_open, server_process
 
 ROOT = Path(__file__).resolve().parents[2]
 AZURITE = ROOT / "node_modules" / ".bin" / "azurite"
@@ -37,32 +37,10 @@ def running_azurite(location: Path) -> Iterator[str]:
         raise RuntimeError("Azurite is not installed: run `make test` (it runs `npm install`).")
     location.mkdir(parents=True, exist_ok=True)
     blob_port, queue_port, table_port = _free_port(), _free_port(), _free_port()
-    log = open(location / "azurite.log", "ab")  # noqa: SIM115 - closed below
-    process = subprocess.Popen(
-        [str(AZURITE), "--silent", "--location", str(location), "--skipApiVersionCheck",
-         "--disableTelemetry", "--blobHost", "127.0.0.1", "--blobPort", str(blob_port),
-         "--queueHost", "127.0.0.1", "--queuePort", str(queue_port),
-         "--tableHost", "127.0.0.1", "--tablePort", str(table_port)],
-        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        for port in (blob_port, queue_port):
-            while True:
-                with contextlib.suppress(OSError), socket.create_connection(
-                    ("127.0.0.1", port), timeout=0.2
-                ):
-                    break
-                if process.poll() is not None or time.monotonic() > deadline:
-                    log_text = (location / "azurite.log").read_text()
-                    raise RuntimeError(f"Azurite did not start:\n{log_text}")
-                time.sleep(0.05)
+    argv = [str(AZURITE), "--silent", "--location", str(location), "--skipApiVersionCheck",
+            "--disableTelemetry", "--blobHost", "127.0.0.1", "--blobPort", str(blob_port),
+            "--queueHost", "127.0.0.1", "--queuePort", str(queue_port),
+            "--tableHost", "127.0.0.1", "--tablePort", str(table_port)]
+    with server_process(argv, log=location / "azurite.log", what="Azurite",
+                        ready=lambda: port_open(blob_port) and port_open(queue_port)):
         yield connection_string(blob_port, queue_port)
-    finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()

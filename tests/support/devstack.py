@@ -6,7 +6,6 @@ import contextlib
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +13,7 @@ from pathlib import Path
 import requests
 
 from devstack.stack import ENV_FILE, read_env
+from tests.support.process import server_process, stop
 
 START_TIMEOUT = 30
 
@@ -82,13 +82,7 @@ class RunningDevstack:
         return response.json()
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop(self.process)
 
 
 @contextlib.contextmanager
@@ -99,32 +93,12 @@ def running_devstack(state_dir: Path, *args: str) -> Iterator[RunningDevstack]:
     args = (*args, *os.environ.get("DEVSTACK_UP_ARGS", "").split())
     env_file = state_dir / ENV_FILE
     env_file.unlink(missing_ok=True)
-    log = open(state_dir / "devstack.log", "ab")  # noqa: SIM115 - closed below
-    process = subprocess.Popen(
-        [sys.executable, "-m", "devstack", "up", "--foreground", "--state-dir", str(state_dir),
-         "--port-base", "0", *args],
-        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        cwd=Path(__file__).resolve().parents[2],
-    )
-    try:
-        deadline = time.monotonic() + START_TIMEOUT
-        while not env_file.exists():
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"devstack did not start:\n{(state_dir / 'devstack.log').read_text()}"
-                )
-            time.sleep(0.05)
-        stack = RunningDevstack(state_dir, read_env(env_file), process)
-        yield stack
-    finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        log.close()
+    argv = [sys.executable, "-m", "devstack", "up", "--foreground", "--state-dir", str(state_dir),
+            "--port-base", "0", *args]
+    with server_process(argv, log=state_dir / "devstack.log", ready=env_file.exists,
+                        what="devstack", timeout=START_TIMEOUT,
+                        cwd=Path(__file__).resolve().parents[2]) as process:
+        yield RunningDevstack(state_dir, read_env(env_file), process)
 
 
 @contextlib.contextmanager
