@@ -29,6 +29,7 @@ from urllib.parse import urlsplit
 
 from broker.credentials import CPV, CS_PREFIX, RT_PREFIX
 from broker.errors import (
+    AccessDenied,
     BrokerError,
     CredentialNotFound,
     InvalidInput,
@@ -287,7 +288,7 @@ class TokenResolver:
             raise CredentialNotFound(credential_id, f"{url}: the vault at {host} has no "
                                      f"secret {ident.name}.") from None
         except BrokerError as exc:
-            raise _in_consumer_terms(exc, url, host) from exc.__cause__
+            raise _in_consumer_terms(exc, url, host, ident.name.lower()) from exc.__cause__
 
     def _exists(self, client: Any, name: str, credential_id: str) -> bool:
         """Whether the secret has any version (properties only: no token is read)."""
@@ -417,11 +418,17 @@ def _msal_call(call: Callable[[], Any]) -> Any:
         raise from_msal(exc) from None
 
 
-def _in_consumer_terms(exc: BrokerError, url: str, host: str | None) -> BrokerError:
+def _in_consumer_terms(exc: BrokerError, url: str, host: str | None,
+                       secret_name: str | None = None) -> BrokerError:
     """The error with the URL in its message; a network failure says which host and why:
     one that is not found or refuses connections is InvalidInput (retrying cannot help), one
-    that did not answer in time a TransientFailure."""
+    that did not answer in time a TransientFailure. A refusal names the secret as the scope to
+    ask for (a consumer's role is on the secret, not the vault), unless Key Vault named the
+    exact resource id."""
     cause = exc.__cause__
+    if isinstance(exc, AccessDenied) and secret_name and not exc.scope.startswith("/"):
+        return AccessDenied(f"{url}: {exc}", role=exc.role,
+                            scope=f"<resource id of the vault {host}>/secrets/{secret_name}")
     if host is not None and cause is not None:
         from broker.transport import timed_out, unreachable
 

@@ -131,3 +131,18 @@ def test_a_placeholder_is_needs_consent_naming_the_url(vault, settings):
     with pytest.raises(NeedsConsent) as err:
         TokenResolver(settings=settings).refresh_token(pending.secret_id)
     assert pending.secret_id in str(err.value)
+
+
+def test_no_identity_is_access_denied_naming_the_url_and_the_role(stored, monkeypatch):
+    from azure.identity import EnvironmentCredential
+
+    from broker.errors import AccessDenied
+
+    credential, _ = stored
+    for name in ("AZURE_CLIENT_ID", "AZURE_TENANT_ID", "AZURE_CLIENT_SECRET", "AZURE_USERNAME"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(AccessDenied) as err:
+        TokenResolver(EnvironmentCredential()).refresh_token(credential.secret_id)
+    assert credential.secret_id in str(err.value)
+    assert err.value.role == "Key Vault Secrets User"
+    assert f"rt-{credential.id}" in err.value.scope
