@@ -131,7 +131,9 @@ def test_purge_protection_refuses_the_purge_and_reports_recoverable(devstack, cl
 
 def test_a_write_whose_answer_is_lost_was_stored(devstack, vault, client):
     # the network drops the answer after the service committed: the client sees the
-    # connection end and the write is there anyway
+    # connection end and the write is there anyway (azure-core calls this a
+    # ServiceResponseError, "the request was sent but the response was not received":
+    # https://learn.microsoft.com/python/api/azure-core/azure.core.exceptions.serviceresponseerror)
     name = unique("lost")
     devstack.faults("vault", "lost-answer", 1)
     try:
@@ -144,7 +146,8 @@ def test_a_write_whose_answer_is_lost_was_stored(devstack, vault, client):
 
 
 def test_the_sdk_retries_a_lost_answer_and_every_retry_stores_a_version(devstack, client):
-    # azure-core retries a PUT whose answer was lost; each attempt commits a version
+    # azure-core's RetryPolicy retries a PUT whose answer was lost (PUT is in its default
+    # retry_on_methods; azure-core README, "Retry Policy"); each attempt commits a version
     name = unique("retried")
     devstack.faults("vault", "lost-answer", 1)
     try:
@@ -158,6 +161,7 @@ def test_the_sdk_retries_a_lost_answer_and_every_retry_stores_a_version(devstack
 
 
 def test_server_side_request_counts_by_route(devstack, client):
+    # devstack's own counters (issue 13: requests per rotation counted at the server)
     name = unique("counted")
     devstack.admin("/stats/reset")
     client.set_secret(name, "v")
@@ -234,6 +238,7 @@ def test_realistic_pages_are_short_or_empty_and_the_sdk_reads_them_all(realistic
 
 
 def test_vault_settings_are_checked(devstack):
+    # the admin endpoint's own input checks: a bad switch changes nothing
     response = requests.post(devstack.env["DEVSTACK_ADMIN_URL"] + "/vaults",
                              json={"vault": "nope"}, verify=devstack.ca_bundle, timeout=10)
     assert response.status_code == 400
