@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     up = sub.add_parser("up", help="start devstack")
     up.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
     up.add_argument("--port-base", type=int, default=DEFAULT_PORT_BASE,
-                    help="first of five consecutive ports; 0 picks free ports")
+                    help="first of six consecutive ports; 0 picks free ports")
     up.add_argument("--vault-throttle", action="store_true",
                     help="enforce Key Vault's service limits (429 with Retry-After)")
     up.add_argument("--latency", type=_latency, default=None, metavar="MS|vault=MS,entra=MS",
@@ -50,8 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "hosts":
         return hosts.main(args.names, args.hosts_file)
     if args.command == "up":
-        if not 0 <= args.port_base <= 65530:
-            parser.error("--port-base must be 0 or a port number below 65531")
+        if not 0 <= args.port_base <= 65529:
+            parser.error("--port-base must be 0 or a port number below 65530")
         return _foreground(args) if args.foreground else _background(args, argv or sys.argv[1:])
     if args.command == "down":
         return _down(args.state_dir)

@@ -1,5 +1,18 @@
-"""Control endpoints under `DEVSTACK_ADMIN_URL`: revoke, clock, faults, reset, request counts
-(`GET /stats`, `POST /stats/reset`) and a state view."""
+"""Control endpoints under `DEVSTACK_ADMIN_URL`: revoke, clock, faults, MFA policy, vault
+settings, request counts (`GET /stats`, `POST /stats/reset`), RBAC, reset, and a state view.
+
+`POST /rbac` changes the vaults' role assignments (`devstack.rbac`), as `az role assignment`
+does in Azure. The body is a JSON object:
+
+    {"op": "add" | "remove", "principalId": "<object id>",
+     "roleDefinitionId": "<role id, .../roleDefinitions/<id> or name>", "scope": "<ARM id>"}
+    {"op": "list", "principalId": "<object id>"}       (principalId optional)
+
+`scope` is a vault (`DEVSTACK_VAULT_SCOPE`, `DEVSTACK_CONFIG_VAULT_SCOPE` in the env file), one
+secret (`<vault scope>/secrets/<name>`), the resource group or the subscription. `add` and
+`remove` answer `{"assignment": {...}, "changed": bool}`; `list` and `GET /rbac` answer
+`{"assignments": [...]}` with ARM's field names. `POST /reset` restores the seeded assignments.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +21,7 @@ from werkzeug.exceptions import BadRequest
 
 from .context import Context
 from .faults import SERVICES
+from .rbac import RbacError
 
 MAX_ADVANCE_DAYS = 3650
 
@@ -114,6 +128,29 @@ def create_app(ctx: Context) -> Flask:
     def stats_reset():
         ctx.stats.reset()
         return jsonify(ctx.stats.snapshot())
+
+    @app.get("/rbac")
+    def rbac_list():
+        return jsonify(assignments=[a.to_json() for a in ctx.rbac.list()])
+
+    @app.post("/rbac")
+    def rbac_change():
+        data = body()
+        op = data.get("op")
+        try:
+            if op == "list":
+                principal = data.get("principalId")
+                if principal is not None and not isinstance(principal, str):
+                    raise RbacError("'principalId' must be an object id.")
+                return jsonify(assignments=[a.to_json() for a in ctx.rbac.list(principal)])
+            args = (data.get("principalId"), data.get("roleDefinitionId"), data.get("scope"))
+            if op in ("add", "remove"):
+                change = ctx.rbac.add if op == "add" else ctx.rbac.remove
+                assignment, changed = change(*args)
+                return jsonify(assignment=assignment.to_json(), changed=changed)
+        except RbacError as exc:
+            raise BadRequest(str(exc)) from exc
+        raise BadRequest("'op' must be add, remove or list.")
 
     @app.post("/reset")
     def reset():

@@ -1,8 +1,10 @@
 """Fixed identities of the seeded world, so tests and docs can name them.
 
-Two tenants: the control-panel vendor's own tenant (`fabrikam`, where the CPV app, the vault and
-the managed identity live) and the partner tenant `contoso` whose admins consent.
+Two tenants: the control-panel vendor's own tenant (`fabrikam`, where the CPV app, the vaults and
+the managed identities live) and the partner tenant `contoso` whose admins consent.
 """
+
+from dataclasses import dataclass
 
 CPV_TENANT_ID = "6f1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
 CPV_TENANT_DOMAIN = "fabrikam.example"
@@ -13,8 +15,69 @@ PARTNER_TENANT_DOMAIN = "contoso.example"
 CPV_APP_ID = "8a4f0c21-3b5d-4e7f-9a1c-2d3e4f5a6b7c"
 CPV_APP_NAME = "Fabrikam Partner Token Broker"
 
+# the system-assigned identity: what `DefaultAzureCredential()` gets with no AZURE_CLIENT_ID;
+# it plays the operator and is Key Vault Administrator on both vaults
 MANAGED_IDENTITY_CLIENT_ID = "b3c4d5e6-f7a8-4b9c-8d0e-1f2a3b4c5d6e"
 MANAGED_IDENTITY_OBJECT_ID = "c4d5e6f7-a8b9-4c0d-9e1f-2a3b4c5d6e7f"
+
+# --- Azure resources: where the vaults and the user-assigned identities live ------------------
+
+SUBSCRIPTION_ID = "9d8c7b6a-5f4e-4d3c-8b2a-1f0e9d8c7b6a"
+RESOURCE_GROUP = "rg-broker-devstack"
+LOCATION = "devstack"
+TOKEN_VAULT_NAME = "devvault"  # BROKER_VAULT_URL: rt-<id> and cs-<id> only
+CONFIG_VAULT_NAME = "devconfig"  # BROKER_CONFIG_VAULT_URL: the broker's own secrets
+# devstack's short name of each vault app (`keyvault.create_app(ctx, name)`) -> its Azure name
+VAULT_NAMES = {"main": TOKEN_VAULT_NAME, "config": CONFIG_VAULT_NAME}
+
+
+def vault_name(app_name: str) -> str:
+    return VAULT_NAMES.get(app_name, app_name)
+# the broker's own secrets, kept in the config vault where no consumer has a role
+SIGNING_KEY_SECRET = "broker-secret-key"
+CPV_SECRET_NAME = "cpv-client-secret"
+OPERATOR_SECRET_NAME = "operator-client-secret"
+
+
+def vault_scope(vault_name: str) -> str:
+    """The ARM id of a vault: the scope of a vault-wide role assignment."""
+    return (f"/subscriptions/{SUBSCRIPTION_ID}/resourceGroups/{RESOURCE_GROUP}"
+            f"/providers/Microsoft.KeyVault/vaults/{vault_name}")
+
+
+@dataclass(frozen=True)
+class Identity:
+    """A managed identity: its service principal's client (app) id and object (principal) id."""
+
+    key: str  # names its env variables: DEVSTACK_<KEY>_CLIENT_ID / _OBJECT_ID
+    name: str
+    client_id: str
+    object_id: str
+    user_assigned: bool = True
+
+    @property
+    def resource_id(self) -> str:
+        """`mi_res_id`: the ARM id of a user-assigned identity (App Service selects by it)."""
+        return (f"/subscriptions/{SUBSCRIPTION_ID}/resourceGroups/{RESOURCE_GROUP}/providers/"
+                f"Microsoft.ManagedIdentity/userAssignedIdentities/{self.name}")
+
+
+SYSTEM_IDENTITY = Identity("OPERATOR", "broker-devstack", MANAGED_IDENTITY_CLIENT_ID,
+                           MANAGED_IDENTITY_OBJECT_ID, user_assigned=False)
+ROTATION_IDENTITY = Identity("ROTATION", "id-broker-rotation",
+                             "1a2b3c4d-0001-4e5f-8a9b-0c1d2e3f4a01",
+                             "2b3c4d5e-0001-4f6a-9b0c-1d2e3f4a5b01")
+SITE_IDENTITY = Identity("SITE", "id-broker-site",
+                         "1a2b3c4d-0002-4e5f-8a9b-0c1d2e3f4a02",
+                         "2b3c4d5e-0002-4f6a-9b0c-1d2e3f4a5b02")
+CONSUMER_A_IDENTITY = Identity("CONSUMER_A", "id-consumer-a",
+                               "1a2b3c4d-000a-4e5f-8a9b-0c1d2e3f4a0a",
+                               "2b3c4d5e-000a-4f6a-9b0c-1d2e3f4a5b0a")
+CONSUMER_B_IDENTITY = Identity("CONSUMER_B", "id-consumer-b",
+                               "1a2b3c4d-000b-4e5f-8a9b-0c1d2e3f4a0b",
+                               "2b3c4d5e-000b-4f6a-9b0c-1d2e3f4a5b0b")
+IDENTITIES = (SYSTEM_IDENTITY, ROTATION_IDENTITY, SITE_IDENTITY, CONSUMER_A_IDENTITY,
+              CONSUMER_B_IDENTITY)
 
 PASSWORD = "devstack"  # the dev-only password of every seeded user
 

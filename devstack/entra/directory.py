@@ -181,8 +181,19 @@ class Directory:
         return group is not None and group in user.groups
 
     def service_principal_id(self, app_id: str, tenant_id: str) -> str:
-        """A stable object id for an app's service principal in a tenant."""
+        """A stable object id for an app's service principal in a tenant.
+
+        A managed identity is a service principal of the vendor tenant whose object id is the
+        one the identity endpoint puts in `oid` (`devstack.seed.IDENTITIES`)."""
+        identity = self.managed_identity(app_id)
+        if identity is not None and tenant_id == seed.CPV_TENANT_ID:
+            return identity.object_id
         return str(uuid.uuid5(uuid.NAMESPACE_URL, f"sp:{tenant_id}:{app_id}"))
+
+    def managed_identity(self, client_id: str) -> seed.Identity | None:
+        """The managed identity whose service principal has this client (app) id."""
+        key = client_id.strip().lower()
+        return next((i for i in seed.IDENTITIES if i.client_id.lower() == key), None)
 
 
 def _redirect_matches(registered: str, candidate: str) -> bool:

@@ -18,6 +18,10 @@ What is emulated, over HTTPS with the devstack CA, on `https://localhost:<port>`
   `Conflict`, `BadParameter`, `Unauthorized`, `Throttled`);
 - the bearer challenge the SDK's `ChallengeAuthPolicy` expects, accepting only tokens devstack's
   authority or managed identity endpoint signed for the vault (see `auth.py`);
+- Azure RBAC (`enableRbacAuthorization`): the built-in Key Vault roles by their real ids and data
+  actions, assigned at subscription, resource group, vault or secret scope (`devstack.rbac`,
+  `POST /rbac`), refusals as 403 `Forbidden`/`ForbiddenByRbac` naming caller, action and
+  resource; one app per vault (`create_app(ctx, name)`), so the token and config vaults are two;
 - with `--vault-throttle`, the per-vault service limits (300 creates and 4,000 other
   transactions per 10 s, 429 with `Retry-After`); injected 429/503 faults, lost answers and
   latency from `devstack.faults`; counters at `GET /_devstack/stats` (`requests`, `throttled`,
@@ -30,9 +34,10 @@ What is emulated, over HTTPS with the devstack CA, on `https://localhost:<port>`
 - persistence in `<state-dir>/vault.db` (SQLite, see `store.py`); `POST /reset` wipes it.
 
 What is not: the keys and certificates planes (and so certificate-backed secrets, `kid`,
-`managed`, `outContentType` conversion), vault management (ARM), access policies, private
-endpoints and firewalls, custom retention, and the subscription-wide limits. Backups restore
-only into devstack vaults.
+`managed`, `outContentType` conversion), vault management (ARM), access policies, group
+membership in role assignments, custom roles and deny assignments, private endpoints and
+firewalls, custom retention, and the subscription-wide limits. Backups restore only into
+devstack vaults.
 """
 
 from .api import create_app

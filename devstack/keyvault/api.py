@@ -1,19 +1,26 @@
 """The vault's Flask app: the request pipeline every Key Vault call goes through, then routes.
 
-Order per request: network delay, injected fault, bearer challenge, api-version, service limit;
-only then does a route read the body and touch the store. So a fault, a throttle or a malformed
-request is answered before any state changes. `GET /_devstack/stats` sits outside the pipeline.
+Order per request: network delay, injected fault, bearer challenge, api-version, RBAC, service
+limit; only then does a route read the body and touch the store. So a fault, a throttle, a
+refusal or a malformed request is answered before any state changes. `GET /_devstack/stats` sits
+outside the pipeline.
+
+One app is one vault: devstack serves the token vault and the config vault as two apps, each
+with its own name (its RBAC scope), store file and limits. `seed` puts a vault's own secrets in
+place at start and again after `POST /reset`.
 """
 
 from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 from flask import Flask, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
+from .. import seed as world
 from ..context import Context
 from ..faults import losing_answers
 from . import auth, errors, routes, validation
@@ -41,22 +48,29 @@ STANDARD_HEADERS = {
 }
 
 
-def create_app(ctx: Context, name: str = "main") -> Flask:
-    """One vault; `name` keys its settings (`ctx.vaults`) and its database file."""
+def create_app(ctx: Context, name: str = "main",
+               seed: Callable[[Store], None] | None = None) -> Flask:
+    """One vault; `name` keys its settings (`ctx.vaults`), its database file and its RBAC scope
+    (`world.vault_name`); `seed` puts the vault's own secrets in place (again after a reset)."""
     app = Flask("devstack.keyvault")
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     store = Store(ctx.state_dir, ctx.clock.now,
                   DB_FILE if name == "main" else f"vault-{name}.db")
+    vault_name = world.vault_name(name)
     limits = Limits(ctx.vault_throttle)
     settings = VaultSettings(purge_protection=ctx.purge_protection, realistic=ctx.realistic)
     ctx.vaults[name] = settings
     deletions = Deletions()
+    if seed is not None:
+        seed(store)
 
     def wipe() -> None:
         store.wipe()
         limits.reset()
         deletions.clear()
         settings.purge_protection, settings.realistic = ctx.purge_protection, ctx.realistic
+        if seed is not None:
+            seed(store)
 
     ctx.reset_hooks.append(wipe)
 
@@ -73,8 +87,9 @@ def create_app(ctx: Context, name: str = "main") -> Flask:
         if status is not None:
             raise errors.unavailable()
         g.base = _base_url(ctx)
-        auth.authenticate(ctx, request.headers.get("Authorization"), request.host)
+        claims = auth.authenticate(ctx, request.headers.get("Authorization"), request.host)
         validation.api_version(request.args)
+        auth.authorize(ctx, claims, vault_name, request.endpoint, request.view_args)
         kind = "create" if request.endpoint == "set_secret" else "other"
         retry_after = limits.admit(kind)
         if retry_after is not None:

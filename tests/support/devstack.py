@@ -81,6 +81,25 @@ class RunningDevstack:
         response.raise_for_status()
         return response.json()
 
+    @property
+    def config_vault_url(self) -> str:
+        return self.env["BROKER_CONFIG_VAULT_URL"]
+
+    def scope(self, secret: str | None = None, *, vault: str = "token") -> str:
+        """The RBAC scope of the token or config vault, or of one of its secrets."""
+        base = self.env["DEVSTACK_VAULT_SCOPE" if vault == "token" else
+                        "DEVSTACK_CONFIG_VAULT_SCOPE"]
+        return f"{base}/secrets/{secret}" if secret else base
+
+    def grant(self, principal_id: str, role: str, scope: str) -> dict:
+        """Assign a built-in role (id or name) at a scope, as `az role assignment create`."""
+        return self.admin("/rbac", {"op": "add", "principalId": principal_id,
+                                    "roleDefinitionId": role, "scope": scope})
+
+    def ungrant(self, principal_id: str, role: str, scope: str) -> dict:
+        return self.admin("/rbac", {"op": "remove", "principalId": principal_id,
+                                    "roleDefinitionId": role, "scope": scope})
+
     def stop(self) -> None:
         stop(self.process)
 
