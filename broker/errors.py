@@ -90,8 +90,9 @@ class AccessDenied(BrokerError):
     hint = "Assign the identity the Azure role the error names, where it names it."
 
     def __init__(self, message: str | None = None, *, role: str, scope: str,
-                 hint: str | None = None) -> None:
-        self.role, self.scope = role, scope
+                 action: str | None = None, hint: str | None = None) -> None:
+        # `action`: the data action refused, when the service names it (Key Vault's RBAC does)
+        self.role, self.scope, self.action = role, scope, action
         super().__init__(message, hint=hint or (
             f"Assign the role '{role}' on {scope} to the identity the broker runs as "
             "(DefaultAzureCredential: the managed identity, `az login` or AZURE_* variables)."))

@@ -29,6 +29,7 @@ from broker.credentials import (
     CredentialSpec,
     Source,
     Status,
+    is_credential_id,
     secret_expiry_instant,
 )
 from broker.errors import BrokerError, Conflict, CredentialNotFound, InvalidInput
@@ -255,9 +256,11 @@ def parse_json(text: str) -> list[Row]:
 
 def _check_keys(keys: list[str], line: int, *, what: str,
                 allowed: tuple[str, ...] = FIELDS) -> None:
-    unknown = [k for k in keys if k not in allowed]
+    # a header cell is never echoed: in a file without a header row it is a token or a secret
+    unknown = [i for i, k in enumerate(keys) if k not in allowed]
     if unknown:
-        raise _malformed(line, f"unknown {what} {unknown[0]!r} (allowed: {', '.join(allowed)})")
+        raise _malformed(line, f"{what} {unknown[0] + 1} is not a known {what} name (allowed: "
+                               f"{', '.join(allowed)}; does the file start with its header?)")
     if allowed is FIELDS:
         missing = [k for k in REQUIRED if k not in keys]
         if missing and what == "column":
@@ -273,8 +276,9 @@ def _check_rows(rows: list[Row]) -> None:
             if not row.values.get(name, "").strip():
                 raise _malformed(row.line, f"{name} is empty")
         if row.id in seen:
-            raise _malformed(row.line, f"credential {row.id!r} appears again (first on line "
-                                       f"{seen[row.id]})")
+            # only an id that can be one is named: a misplaced column may hold a token
+            named = f"credential {row.id!r}" if is_credential_id(row.id) else "the same id"
+            raise _malformed(row.line, f"{named} appears again (first on line {seen[row.id]})")
         seen[row.id] = row.line
 
 

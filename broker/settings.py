@@ -42,10 +42,15 @@ class Settings:
 
     vault_url: str = field(metadata={"env": "BROKER_VAULT_URL", "read": "required_url",
                                      "check": {}})
+    # the broker's own secrets (signing key, CPV and operator client secrets), where no consumer
+    # has a role; a secret setting left unset is read from it (broker/config_vault.py)
+    config_vault_url: str | None = _setting("BROKER_CONFIG_VAULT_URL", read="url")
     authority_host: str = _setting("BROKER_AUTHORITY_HOST", "https://login.microsoftonline.com",
                                    read="url")
     cpv_client_id: str = _setting("BROKER_CPV_CLIENT_ID", "")
-    cpv_client_secret: str = _setting("BROKER_CPV_CLIENT_SECRET", "", secret=True)
+    cpv_client_secret: str = _setting("BROKER_CPV_CLIENT_SECRET", "", read="vault_secret",
+                                      secret=True, in_vault="cpv-client-secret",
+                                      needed_if=("cpv_client_id", None))
     public_url: str = _setting("BROKER_PUBLIC_URL", "http://localhost:47400", read="url",
                                schemes=("http", "https"))
     partner_center_url: str = _setting("BROKER_PARTNER_CENTER_URL",
@@ -89,7 +94,9 @@ class Settings:
     operator_auth: str = _setting("BROKER_OPERATOR_AUTH", "local", read="lower")
     operator_tenant_id: str | None = _setting("BROKER_OPERATOR_TENANT_ID")
     operator_client_id: str | None = _setting("BROKER_OPERATOR_CLIENT_ID")
-    operator_client_secret: str | None = _setting("BROKER_OPERATOR_CLIENT_SECRET", secret=True)
+    operator_client_secret: str | None = _setting(
+        "BROKER_OPERATOR_CLIENT_SECRET", read="vault_secret", secret=True,
+        in_vault="operator-client-secret", needed_if=("operator_auth", "entra"))
     operator_group_id: str | None = _setting("BROKER_OPERATOR_GROUP_ID")
     operator_role: str | None = _setting("BROKER_OPERATOR_ROLE")
     # who partner admins are told asks for consent
@@ -295,12 +302,38 @@ class _Loader:
                 raise SettingsError(name, f"{name} must be comma-separated email addresses")
         return value
 
-    def secret_key(self, name: str, default: str = "") -> str:
+    def vault_secret(self, name: str, default: Any = None, *, in_vault: str,
+                     needed_if: tuple[str, Any] | None = None) -> Any:
+        """A secret setting; when it is unset (and needed: `needed_if` is a setting read before
+        and the value it must have, None for any), the config vault's secret `in_vault`."""
         value = self.text(name)
+        if value is not None:
+            return value
+        config_vault = self.read_so_far.get("config_vault_url")
+        if config_vault and needed_if is not None:
+            setting, wanted = needed_if
+            got = self.read_so_far.get(setting)
+            if not got or (wanted is not None and got != wanted):
+                return default
+        if config_vault:
+            from broker.config_vault import read_secret
+
+            return read_secret(config_vault, in_vault, name) or default
+        return default
+
+    def secret_key(self, name: str, default: str = "") -> str:
+        from broker.config_vault import SIGNING_KEY
+
+        value = self.vault_secret(name, None, in_vault=SIGNING_KEY)
         if value is not None:
             if len(value) < 32:
                 raise SettingsError(name, f"{name} must be at least 32 characters")
             return value
+        if self.read_so_far.get("config_vault_url"):
+            raise SettingsError(name, f"{name} is not set and the config vault has no "
+                                      f"{SIGNING_KEY} secret", hint=(
+                f"Create the secret {SIGNING_KEY} (48 random characters or more) in the config "
+                f"vault, or set {name}."))
         if running_in_azure(self.values):
             raise SettingsError(name, f"{name} is not set")
         return _local_secret_key(self.read_so_far.get("state_dir") or default_state_dir())

@@ -39,6 +39,7 @@ from broker.credentials import (
     is_credential_id,
 )
 from broker.errors import (
+    AccessDenied,
     BrokerError,
     CredentialNotFound,
     InvalidInput,
@@ -249,6 +250,9 @@ def _from_response(exc: az.HttpResponseError, credential_id: str | None,
     if status == 403 and (inner == "SecretDisabled" or "disabled secret" in summary(exc)):
         return NeedsConsent(f"The requested version of {credential_id or 'the credential'} is "
                             "disabled (no consented token there).")
+    if status == 403 and inner == "ForbiddenByRbac" and \
+            (precise := access_denied(exc, credential_id)) is not None:
+        return precise
     if status == 409 and inner == "ObjectIsDeletedButRecoverable":
         # `Vault.create_placeholder` says whether the vault allows a purge; elsewhere, no
         # purge is suggested (production vaults refuse it)
@@ -263,6 +267,33 @@ def _from_response(exc: az.HttpResponseError, credential_id: str | None,
         return InvalidInput(f"Key Vault rejected the request ({code or status}): "
                             f"{summary(exc)}")
     return from_azure(exc, target)  # 401/403 AccessDenied, 409 Conflict, 429/5xx transient
+
+
+# Key Vault's ForbiddenByRbac message names the data action and the resource it refused
+_RBAC_ACTION = re.compile(r"Action: '([^'\r\n]{1,200})'")
+_RBAC_RESOURCE = re.compile(r"Resource: '([^'\r\n]{1,600})'")
+READ_ACTIONS = ("/getSecret/action", "/readMetadata/action")
+
+
+def access_denied(exc: az.HttpResponseError, credential_id: str | None) -> AccessDenied | None:
+    """Key Vault's RBAC refusal, precisely: the least built-in role that allows the refused data
+    action (Secrets User to read, Secrets Officer to change) and the resource it names, which is
+    where an operator assigns it (one secret, or the vault for a listing). None when the
+    message names no action and resource (the caller's target then says what to grant)."""
+    text = str(getattr(exc.error, "message", None) or exc.message or "")
+    action, resource = _RBAC_ACTION.search(text), _RBAC_RESOURCE.search(text)
+    if action is None or resource is None:
+        return None
+    action_name, scope = action.group(1), resource.group(1)
+    role = ("Key Vault Secrets User" if action_name.endswith(READ_ACTIONS)
+            else "Key Vault Secrets Officer")
+    what = action_name.removesuffix("/action").rsplit("/", 1)[-1]
+    subject = f" on {credential_id}" if credential_id else ""
+    return AccessDenied(f"Key Vault refused {what}{subject} to this identity (Azure RBAC: no "
+                        f"role at {scope} allows it).", role=role, scope=scope,
+                        action=action_name,
+                        hint=f"Ask an operator to assign '{role}' on {scope} to this identity, "
+                             "if it should have that access.")
 
 
 @dataclass(frozen=True)

@@ -267,3 +267,32 @@ def test_an_unreachable_service_is_transient_and_an_interactive_hint_does_not_pr
 def test_broker_errors_pass_through_the_mapping():
     with pytest.raises(Conflict), vault_errors("contoso"):
         raise Conflict()
+
+
+RBAC_MESSAGE = (
+    "Caller is not authorized to perform action on resource.\r\nIf role assignments, deny "
+    "assignments or role definitions were changed recently, please observe propagation time.\r\n"
+    "Caller: appid=a;oid=o;iss=https://sts.windows.net/t/\r\n"
+    "Action: '{action}'\r\n"
+    "Resource: '/subscriptions/s/resourcegroups/rg/providers/microsoft.keyvault/vaults/kv"
+    "/secrets/rt-contoso'\r\nAssignment: (not found)\r\nDenyAssignmentId: null\r\n"
+    "DecisionReason: 'DeniedWithNoValidRBAC' \r\nVault: kv;location=westeurope\r\n")
+
+
+@pytest.mark.parametrize(("action", "role"), [
+    ("Microsoft.KeyVault/vaults/secrets/getSecret/action", "Key Vault Secrets User"),
+    ("Microsoft.KeyVault/vaults/secrets/readMetadata/action", "Key Vault Secrets User"),
+    ("Microsoft.KeyVault/vaults/secrets/setSecret/action", "Key Vault Secrets Officer"),
+    ("Microsoft.KeyVault/vaults/secrets/delete", "Key Vault Secrets Officer"),
+])
+def test_an_rbac_refusal_names_the_refused_action_the_role_and_the_exact_scope(action, role):
+    exc = _http_error(az.HttpResponseError, 403, "Forbidden", RBAC_MESSAGE.format(action=action),
+                      "ForbiddenByRbac")
+    with pytest.raises(AccessDenied) as err, vault_errors("contoso", target=KEY_VAULT_READER):
+        raise exc
+    assert (err.value.role, err.value.action) == (role, action)
+    assert err.value.scope == ("/subscriptions/s/resourcegroups/rg/providers/microsoft.keyvault"
+                               "/vaults/kv/secrets/rt-contoso")
+    assert role in err.value.hint and err.value.scope in err.value.hint
+    assert "contoso" in str(err.value)
+    assert "appid" not in str(err.value)  # the caller's ids stay out of the message
