@@ -13,6 +13,7 @@ Reads are cached per process: every start-up of a CLI command would otherwise pa
 
 from __future__ import annotations
 
+import os
 import threading
 
 from broker.errors import SettingsError
@@ -22,7 +23,7 @@ SIGNING_KEY = "broker-secret-key"
 CPV_CLIENT_SECRET = "cpv-client-secret"  # noqa: S105
 OPERATOR_CLIENT_SECRET = "operator-client-secret"  # noqa: S105
 
-_cache: dict[tuple[str, str], str | None] = {}
+_cache: dict[tuple[str, str, str], str | None] = {}
 _lock = threading.Lock()
 
 
@@ -32,7 +33,8 @@ def read_secret(vault_url: str, name: str, setting: str) -> str | None:
     Raises SettingsError naming `setting` (the variable that could have held the value) when
     the vault refuses this identity or cannot be reached: the app cannot start without it.
     """
-    key = (vault_url.rstrip("/").lower(), name)
+    # per identity too: DefaultAzureCredential follows AZURE_CLIENT_ID
+    key = (vault_url.rstrip("/").lower(), name, os.environ.get("AZURE_CLIENT_ID", ""))
     with _lock:
         if key in _cache:
             return _cache[key]

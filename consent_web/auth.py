@@ -1,8 +1,13 @@
 """Operator sign-in: a one-time console link (`local`), MSAL against the operator tenant
-(`entra`), or App Service Authentication (`easyauth`)."""
+(`entra`), or App Service Authentication (`easyauth`).
+
+Anyone who can reach the sign-in page may ask for a new local link, so that request is rate
+limited (LINK_RATE: a few a minute for the whole site, since every link lands on the same
+console); a refused request gets 429 with Retry-After and changes nothing."""
 
 from __future__ import annotations
 
+import time
 import warnings
 from datetime import timedelta
 from urllib.parse import quote
@@ -21,14 +26,24 @@ from flask import (
     session,
     url_for,
 )
+from limits import parse_many, storage, strategies
 
 from consent_web import site
-from consent_web.operators import Operator, allowed, local_sign_in, safe_next, sign_in, sign_out
+from consent_web.operators import (
+    Operator,
+    allowed,
+    app_service_auth_missing,
+    local_sign_in,
+    safe_next,
+    sign_in,
+    sign_out,
+)
 from consent_web.security import flow_seal
 
 bp = Blueprint("auth", __name__, url_prefix="/auth")
 
 SIGN_IN_FLOW = timedelta(minutes=15)
+LINK_RATE = "3/minute;20/hour"  # new local sign-in links, for the whole site
 FLOW_KEY = "operator_flow"
 NEXT_KEY = "next"
 ENTRA_SETTINGS = (
@@ -45,6 +60,9 @@ def login():
     if g.get("operator"):
         return redirect(target)
     if settings.operator_auth == "easyauth":
+        if missing := app_service_auth_missing():
+            return render_template("setup.html", missing=missing, problem=None,
+                                   easyauth=True), 503
         return redirect("/.auth/login/aad?post_login_redirect_uri=" + quote(target, safe="/"))
     if settings.operator_auth == "entra" and (missing := _missing_entra_settings(settings)):
         return render_template("setup.html", missing=missing, problem=None), 503
@@ -69,10 +87,33 @@ def new_local_link():
     settings = site.get_settings()
     if settings.operator_auth != "local":
         abort(404)
+    retry_after = _link_rate_limited()
+    if retry_after is not None:
+        flash("Too many sign-in links were asked for; wait a minute, then ask again.", "error")
+        return (render_template("auth/login.html", mode=settings.operator_auth), 429,
+                {"Retry-After": str(retry_after)})
     signer = local_sign_in()
     signer.announce(signer.link(settings.public_url))
-    flash("A new one-time sign-in link was printed on the console running the site.", "info")
+    minutes = int(signer.lifetime // 60)
+    flash(f"A new one-time sign-in link was printed on the console running the site; it works "
+          f"for {minutes} minutes.", "info")
     return redirect(url_for(".login"), 303)
+
+
+def _link_rate_limited() -> int | None:
+    """None if another link may be printed now, else the seconds to wait (a moving window)."""
+    limiter = current_app.extensions.get("link_limiter")
+    if limiter is None:
+        limiter = current_app.extensions["link_limiter"] = strategies.MovingWindowRateLimiter(
+            storage.MemoryStorage())
+    limits = parse_many(current_app.config.get("LOCAL_LINK_RATE", LINK_RATE))
+    for limit in limits:
+        if not limiter.test(limit, "local-link"):
+            reset = limiter.get_window_stats(limit, "local-link").reset_time
+            return max(1, int(reset - time.time()) + 1)
+    for limit in limits:
+        limiter.hit(limit, "local-link")
+    return None
 
 
 @bp.post("/login")

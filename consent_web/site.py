@@ -54,6 +54,13 @@ def check_operator_settings(settings: Settings) -> None:
         for name in ENTRA_OPERATOR_SETTINGS:
             if not getattr(settings, name.removeprefix("BROKER_").lower()):
                 raise SettingsError(name, f"{name} is not set")
+    if settings.operator_auth == "easyauth" and not (settings.operator_group_id
+                                                     or settings.operator_role):
+        # else everyone App Service lets in (any user of the tenant) would be an operator
+        raise SettingsError("BROKER_OPERATOR_GROUP_ID", "BROKER_OPERATOR_AUTH=easyauth needs "
+                            "BROKER_OPERATOR_GROUP_ID or BROKER_OPERATOR_ROLE", hint=(
+            "Set the object id of the operators' group, or the name of the operator app role, "
+            "then start the site again."))
 
 
 def init_app(app: Flask, state: SiteState) -> None:

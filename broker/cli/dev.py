@@ -1,7 +1,8 @@
 """`broker dev`: the whole local stack in one terminal, as child processes.
 
 devstack first (its env file says where Key Vault, Entra ID and the identity endpoint are), then
-the consent site and the rotation worker with that env. Every child gets its own process group
+the consent site and the rotation worker with that env, each as its own managed identity (the
+roles it has in Azure, not the operator's). Every child gets its own process group
 so Ctrl-C reaches only us, and we stop them in reverse order (SIGTERM, then SIGKILL after a
 grace period). If one child dies, all are stopped and its last lines are shown.
 
@@ -44,9 +45,13 @@ class Child:
         self.lines: list[str] = []  # every line until the banner is out; then only the tail
         self.echo = echo
         self.changed = threading.Condition()
-        log_dir.mkdir(parents=True, exist_ok=True)
+        log_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        log_dir.chmod(0o700)
         self.log_path = log_dir / f"{name}.log"
-        self._log: IO[str] = open(self.log_path, "a", encoding="utf-8")  # noqa: SIM115
+        # the site's log carries one-time sign-in links: readable by this user only
+        fd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        os.fchmod(fd, 0o600)  # a log file from before keeps no wider mode
+        self._log: IO[str] = open(fd, "a", encoding="utf-8")  # noqa: SIM115
         self.process = subprocess.Popen(
             argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, text=True, encoding="utf-8", errors="replace", bufsize=1,
@@ -160,6 +165,15 @@ def read_env_file(path: Path) -> dict[str, str]:
     return values
 
 
+def _identity(env: dict[str, str], stack_env: dict[str, str], key: str) -> dict[str, str]:
+    """Run a child as its own managed identity (`AZURE_CLIENT_ID`), as it runs in Azure: the
+    site and the worker get only their roles, not the operator's (unless the caller chose one)."""
+    client_id = stack_env.get(f"DEVSTACK_{key}_CLIENT_ID")
+    if not client_id or os.environ.get("AZURE_CLIENT_ID"):
+        return env
+    return {**env, "AZURE_CLIENT_ID": client_id}
+
+
 def run_dev(args) -> int:
     if not _devstack_here():
         return _fail("devstack runs from a checkout of this repository and is not installed "
@@ -212,8 +226,9 @@ def _run(args, supervisor: Supervisor, state_dir: Path, env_file: Path, log_dir:
 
     site = supervisor.start("consent_web",
                             [python, "-m", "consent_web", "--port", str(args.port)],
-                            child_env, log_dir)
-    supervisor.start("worker", [python, "-m", "broker", "worker"], child_env, log_dir)
+                            _identity(child_env, stack_env, "SITE"), log_dir)
+    supervisor.start("worker", [python, "-m", "broker", "worker"],
+                     _identity(child_env, stack_env, "ROTATION"), log_dir)
 
     try:
         dead = supervisor.wait_for(

@@ -10,6 +10,7 @@ import json
 import os
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -409,6 +410,11 @@ def test_dev_starts_the_stack_prints_the_urls_and_ctrl_c_stops_everything(tmp_pa
                              capture_output=True, text=True, timeout=60, check=False)
         assert ran.returncode == 0, (commands, ran.stderr)
         assert "No credentials yet" in ran.stderr
+        # the site's log holds the one-time sign-in link: for this user's eyes only
+        logs = tmp_path / "stack" / "logs"
+        assert "/auth/local?token=" in (logs / "consent_web.log").read_text()
+        assert stat.S_IMODE(logs.stat().st_mode) == 0o700
+        assert {stat.S_IMODE(f.stat().st_mode) for f in logs.iterdir()} == {0o600}
     finally:
         process.send_signal(signal.SIGINT)
         try:

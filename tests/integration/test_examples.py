@@ -16,6 +16,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import jwt
 import pytest
 
 from devstack import seed
@@ -115,10 +116,25 @@ def az_env(stack, tmp_path_factory) -> dict[str, str]:
     return env
 
 
+@pytest.fixture(scope="module")
+def az_granted(az_env, stack, credentials) -> dict[str, str]:
+    """The operator grants the consumer's service principal Secrets User on each credential's
+    secrets, as infra/README.md tells one to; without it the vault answers 403."""
+    token = run([str(AZ_BIN / "az"), "account", "get-access-token", "--resource",
+                 seed.VAULT_RESOURCE, "--query", "accessToken", "--output", "tsv"], az_env, ROOT)
+    assert token.returncode == 0, token.stderr
+    object_id = jwt.decode(token.stdout.strip(), options={"verify_signature": False})["oid"]
+    for credential in credentials.values():
+        names = [f"rt-{credential.id}"] + ([f"cs-{credential.id}"] if credential.client_id else [])
+        for name in names:
+            stack.grant(object_id, "Key Vault Secrets User", stack.scope(name))
+    return az_env
+
+
 @pytest.mark.parametrize("kind", ["cpv", "own-app"])
-def test_azure_cli_consumer_gets_a_token_partner_center_accepts(az_env, credentials, kind,
+def test_azure_cli_consumer_gets_a_token_partner_center_accepts(az_granted, credentials, kind,
                                                                 tmp_path):
     result = run([str(EXAMPLES / "azure-cli" / "consumer.sh"), credentials[kind].secret_id],
-                 az_env, tmp_path)
+                 az_granted, tmp_path)
     assert result.returncode == 0, result.stderr
     assert_partner_center_accepted(json.loads(result.stdout))

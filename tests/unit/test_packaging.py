@@ -23,7 +23,8 @@ ROOT = Path(__file__).resolve().parents[2]
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 NAME = normalize(PROJECT["name"])
 SERVER_ONLY = {"flask", "flask-wtf", "werkzeug", "azure-functions", "azure-storage-blob",
-               "azure-storage-queue", "rich", "gunicorn", "croniter", "itsdangerous", "aiohttp"}
+               "azure-storage-queue", "rich", "gunicorn", "croniter", "itsdangerous", "aiohttp",
+               "limits"}
 
 ENTRIES = {
     None: ["broker", "broker.resolver"],

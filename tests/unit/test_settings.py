@@ -33,7 +33,8 @@ def test_defaults_follow_the_contract(env):
 
 
 DEFAULTS = {  # the contract (ARCHITECTURE.md, README "Settings"), written out on purpose
-    "authority_host": "https://login.microsoftonline.com", "cpv_client_id": "",
+    "config_vault_url": None, "authority_host": "https://login.microsoftonline.com",
+    "cpv_client_id": "",
     "cpv_client_secret": "", "public_url": "http://localhost:47400",
     "partner_center_url": "https://api.partnercenter.microsoft.com", "rotate_after_days": 10,
     "token_lifetime_days": 90, "rotate_schedule": "0 0 1 * * *",
@@ -123,11 +124,20 @@ def test_operator_sign_in_settings_are_checked_by_the_site_alone(env):
         check_operator_settings(load_settings(env, dotenv=False))
 
 
+def test_easyauth_without_an_operator_group_or_role_is_refused_by_the_site(env):
+    env["BROKER_OPERATOR_AUTH"] = "easyauth"
+    with pytest.raises(SettingsError) as err:
+        check_operator_settings(load_settings(env, dotenv=False))
+    assert "BROKER_OPERATOR_GROUP_ID or BROKER_OPERATOR_ROLE" in str(err.value)
+    for name in ("BROKER_OPERATOR_GROUP_ID", "BROKER_OPERATOR_ROLE"):
+        check_operator_settings(load_settings({**env, name: "ops"}, dotenv=False))
+
+
 def test_values_are_converted_and_trailing_slashes_dropped(env):
     env.update({
         "BROKER_VAULT_URL": VAULT + "/", "BROKER_ROTATE_AFTER_DAYS": " 7 ",
         "BROKER_ROTATE_WINDOW_HOURS": "2.5", "BROKER_OPERATOR_AUTH": "EasyAuth",
-        "BROKER_ROTATE_SCHEDULE": "%ROTATE%",
+        "BROKER_OPERATOR_ROLE": "Broker.Operator", "BROKER_ROTATE_SCHEDULE": "%ROTATE%",
     })
     s = load_settings(env, dotenv=False)
     assert s.vault_url == VAULT

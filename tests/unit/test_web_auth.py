@@ -9,7 +9,13 @@ from datetime import timedelta
 
 import pytest
 
-from consent_web.operators import OPERATOR_LIFETIME, SESSION_KEY, safe_next
+from consent_web.operators import (
+    LOCAL_LINK_LIFETIME,
+    OPERATOR_LIFETIME,
+    SESSION_KEY,
+    LocalSignIn,
+    safe_next,
+)
 from tests.unit.web_fakes import Web
 
 pytestmark = pytest.mark.seed("contoso")
@@ -128,6 +134,52 @@ def test_sign_out_ends_the_session(site):
     assert site.client.get("/").status_code == 302
 
 
+def test_a_cookie_replayed_after_sign_out_is_refused(site):
+    site.sign_in()
+    assert site.client.get("/").status_code == 200
+    stolen = site.client.get_cookie("broker").value
+    site.post("/auth/logout")
+    # a copy of the signed-in cookie, in another browser, and in a site restarted since
+    for client in (site.client, Web(site.broker).client):
+        client.set_cookie("broker", stolen)
+        response = client.get("/")
+        assert response.status_code == 302
+        assert response.headers["Location"].startswith("/auth/login")
+
+
+def test_a_session_without_a_session_id_is_refused(site):
+    """A signed cookie without a session id (as every one before sign-out was recorded) could
+    never be signed out, so it is no session."""
+    from flask.sessions import SecureCookieSessionInterface
+
+    serializer = SecureCookieSessionInterface().get_signing_serializer(site.app)
+    legacy = serializer.dumps({SESSION_KEY: {"name": "x", "via": "local",
+                                             "at": int(time.time())}})
+    site.client.set_cookie("broker", legacy)
+    assert site.client.get("/").status_code == 302
+
+
+def test_sign_in_links_expire():
+    clock = [1000.0]
+    signer = LocalSignIn(lambda link: None, clock=lambda: clock[0])
+    fresh, stale = signer.issue(), signer.issue()
+    clock[0] += LOCAL_LINK_LIFETIME.total_seconds() - 1
+    assert signer.redeem(fresh)
+    clock[0] += 2
+    assert not signer.redeem(stale)
+
+
+def test_asking_for_new_links_is_rate_limited(site):
+    printed = []
+    site.app.extensions["local_sign_in"].announce = printed.append
+    statuses = [site.post("/auth/local/link").status_code for _ in range(4)]
+    assert statuses == [303, 303, 303, 429]
+    assert len(printed) == 3  # the refused request printed nothing
+    refused = site.post("/auth/local/link")
+    assert refused.status_code == 429 and 1 <= int(refused.headers["Retry-After"]) <= 61
+    assert "Too many sign-in links" in refused.text
+
+
 def test_app_service_headers_are_ignored_outside_easyauth_mode(site):
     headers = {"X-MS-CLIENT-PRINCIPAL-NAME": "mallory@evil.example",
                "X-MS-CLIENT-PRINCIPAL": _principal([])}
@@ -140,16 +192,69 @@ def _principal(claims: list[tuple[str, str]]) -> str:
     return base64.b64encode(json.dumps(body).encode()).decode()
 
 
+# what App Service sets when its authentication, with Microsoft Entra ID, is switched on
+APP_SERVICE_AUTH = {"WEBSITE_AUTH_ENABLED": "True",
+                    "WEBSITE_AUTH_DEFAULT_PROVIDER": "AzureActiveDirectory"}
+
+
+def easyauth(environ: dict[str, str] | None = None, **settings) -> Web:
+    settings.setdefault("operator_group_id", "ops-group")
+    return Web(operator_auth="easyauth",
+               config={"APP_SERVICE_AUTH_ENVIRON": APP_SERVICE_AUTH if environ is None
+                       else environ}, **settings)
+
+
+OPERATOR_HEADERS = {"X-MS-CLIENT-PRINCIPAL-NAME": "ops@fabrikam.example",
+                    "X-MS-CLIENT-PRINCIPAL": _principal([("groups", "ops-group")])}
+
+
 def test_easyauth_mode_trusts_app_service_headers():
-    site = Web(operator_auth="easyauth")
-    response = site.client.get("/", headers={"X-MS-CLIENT-PRINCIPAL-NAME": "ops@fabrikam.example"})
+    site = easyauth()
+    response = site.client.get("/", headers=OPERATOR_HEADERS)
     assert response.status_code == 200
     assert "ops@fabrikam.example" in response.text
     assert site.client.get("/").status_code == 302  # no headers: not signed in
 
 
+@pytest.mark.parametrize("environ", [
+    {},  # another host, or App Service with authentication switched off
+    {"WEBSITE_AUTH_ENABLED": "False", "WEBSITE_AUTH_DEFAULT_PROVIDER": "AzureActiveDirectory"},
+    {"WEBSITE_AUTH_ENABLED": "True", "WEBSITE_AUTH_DEFAULT_PROVIDER": "Google"},
+])
+def test_easyauth_without_app_service_authentication_refuses_spoofed_headers(environ):
+    site = easyauth(environ)
+    site.broker.seed("contoso")
+    for path in ("/", "/credentials/contoso", "/auth/login"):
+        response = site.client.get(path, headers=OPERATOR_HEADERS)
+        assert response.status_code == 503, path
+        assert "Almost there" in response.text and "WEBSITE_AUTH" in response.text
+        assert "ops@fabrikam.example" not in response.text
+    assert [c for c in site.broker.calls if c[0] != "get_credential"] == []
+
+
+def test_easyauth_without_a_group_or_role_lets_nobody_in():
+    site = easyauth(operator_group_id=None)
+    assert site.client.get("/", headers=OPERATOR_HEADERS).status_code == 403
+
+
+def test_easyauth_without_a_group_or_role_does_not_start(monkeypatch):
+    from broker.errors import SettingsError
+    from consent_web import site as site_module
+
+    monkeypatch.setenv("BROKER_VAULT_URL", "https://unit.vault.azure.net/")
+    monkeypatch.setenv("BROKER_SECRET_KEY", "k" * 40)
+    monkeypatch.setenv("BROKER_OPERATOR_AUTH", "easyauth")
+    for name in ("BROKER_OPERATOR_GROUP_ID", "BROKER_OPERATOR_ROLE", "BROKER_CONFIG_VAULT_URL"):
+        monkeypatch.delenv(name, raising=False)
+    state = site_module.load(None)
+    assert state.settings is None and isinstance(state.error, SettingsError)
+    assert "BROKER_OPERATOR_GROUP_ID or BROKER_OPERATOR_ROLE" in str(state.error)
+    monkeypatch.setenv("BROKER_OPERATOR_ROLE", "Broker.Operator")
+    assert site_module.load(None).settings.operator_auth == "easyauth"
+
+
 def test_easyauth_sign_in_goes_to_app_service_login():
-    site = Web(operator_auth="easyauth")
+    site = easyauth()
     response = site.client.get("/auth/login?next=/credentials/x")
     assert response.status_code == 302
     assert response.headers["Location"] == \
@@ -164,8 +269,7 @@ def test_easyauth_sign_in_goes_to_app_service_login():
     ([], 403),
 ])
 def test_easyauth_checks_the_operator_group_or_role_when_configured(claims, status):
-    site = Web(operator_auth="easyauth", operator_group_id="ops-group",
-              operator_role="Broker.Operator")
+    site = easyauth(operator_role="Broker.Operator")
     response = site.client.get("/", headers={"X-MS-CLIENT-PRINCIPAL-NAME": "ops@fabrikam.example",
                                             "X-MS-CLIENT-PRINCIPAL": _principal(claims)})
     assert response.status_code == status
@@ -174,14 +278,14 @@ def test_easyauth_checks_the_operator_group_or_role_when_configured(claims, stat
 @pytest.mark.parametrize("header", ["%%%", base64.b64encode(b"not json").decode(),
                                     base64.b64encode(b'{"claims": 5}').decode(), ""])
 def test_easyauth_malformed_principal_is_a_403_not_a_500(header):
-    site = Web(operator_auth="easyauth", operator_group_id="ops-group")
+    site = easyauth()
     response = site.client.get("/", headers={"X-MS-CLIENT-PRINCIPAL-NAME": "ops@fabrikam.example",
                                             "X-MS-CLIENT-PRINCIPAL": header})
     assert response.status_code == 403
 
 
 def test_local_sign_in_routes_do_not_exist_in_other_modes():
-    site = Web(operator_auth="easyauth")
+    site = easyauth()
     token = site.app.extensions["local_sign_in"].issue()
     assert site.client.get(f"/auth/local?token={token}").status_code == 404
 

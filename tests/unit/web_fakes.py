@@ -8,8 +8,10 @@ real Broker against devstack is exercised by tests/integration/test_web_*.py and
 from __future__ import annotations
 
 import secrets
+import tempfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from broker.consent import ConsentResult, ConsentStart
 from broker.credentials import (
@@ -40,6 +42,8 @@ def unit_settings(**overrides) -> Settings:
         vault_url=VAULT, authority_host=AUTHORITY, cpv_client_id=CPV_ID,
         cpv_client_secret=CPV_SECRET, public_url="http://localhost:47400",
         secret_key="unit-test-secret-key-" + "k" * 32,
+        # signed-out sessions are recorded here in local development: one dir per site
+        state_dir=Path(tempfile.mkdtemp(prefix="unit-site-")),
     )
     values.update(overrides)
     return Settings(**values)
@@ -282,11 +286,12 @@ class FakeBroker:
 class Web:
     """The site on a FakeBroker with a test client, plus the moves every test needs."""
 
-    def __init__(self, broker: FakeBroker | None = None, **settings_overrides):
+    def __init__(self, broker: FakeBroker | None = None, *, config: dict | None = None,
+                 **settings_overrides):
         from consent_web import create_app
 
         self.broker = broker or FakeBroker(unit_settings(**settings_overrides))
-        self.app = create_app({"BROKER": self.broker, "TESTING": True})
+        self.app = create_app({"BROKER": self.broker, "TESTING": True, **(config or {})})
         self.client = self.app.test_client()
 
     def sign_in(self) -> None:
