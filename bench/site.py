@@ -11,6 +11,7 @@ bounded number of requests. Reports p50/p99 latency and requests/s.
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
 import socket
@@ -22,9 +23,21 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from bench.common import ROOT, devstack, percentile, report
+from devstack import seed
 from tests.support.process import server_process
 
-OPERATOR_HEADERS = {"X-MS-CLIENT-PRINCIPAL-NAME": "operator@fabrikam.example"}
+# App Service's principal headers for a member of the operators' group (base64 JSON claims)
+OPERATOR_GROUP = seed.OPERATOR_GROUP_ID
+OPERATOR_HEADERS = {
+    "X-MS-CLIENT-PRINCIPAL-NAME": "operator@fabrikam.example",
+    "X-MS-CLIENT-PRINCIPAL": base64.b64encode(json.dumps(
+        {"auth_typ": "aad", "claims": [{"typ": "groups", "val": OPERATOR_GROUP}]}).encode()
+    ).decode(),
+}
+# what App Service sets when its authentication (Microsoft Entra ID) is in front of the app:
+# without it the site refuses to trust the headers above
+APP_SERVICE_AUTH = {"WEBSITE_AUTH_ENABLED": "True",
+                    "WEBSITE_AUTH_DEFAULT_PROVIDER": "AzureActiveDirectory"}
 
 
 def free_port() -> int:
@@ -109,7 +122,8 @@ def main(argv: list[str] | None = None) -> None:
         seed(broker, args.credentials)
         seed_s = time.monotonic() - started
         port = free_port()
-        site_env = {**os.environ, **env, "BROKER_OPERATOR_AUTH": "easyauth",
+        site_env = {**os.environ, **env, **APP_SERVICE_AUTH, "BROKER_OPERATOR_AUTH": "easyauth",
+                    "BROKER_OPERATOR_GROUP_ID": OPERATOR_GROUP,
                     "BROKER_PUBLIC_URL": f"http://localhost:{port}",
                     "BROKER_STATE_DIR": str(Path(tmp) / "site-state"),
                     "BROKER_SECRET_KEY": broker.settings.secret_key}
