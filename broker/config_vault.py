@@ -8,13 +8,9 @@ where only the rotation app and the consent site hold Key Vault Secrets User.
 In Azure the app settings are Key Vault references into that vault, so the platform resolves them
 and the setting is simply set. Where no platform does that (devstack, a developer's machine,
 another host), the settings loader reads the secret here when the setting itself is empty.
-Reads are cached per process: every start-up of a CLI command would otherwise pay a round trip.
 """
 
 from __future__ import annotations
-
-import os
-import threading
 
 from broker.errors import SettingsError
 
@@ -23,28 +19,15 @@ SIGNING_KEY = "broker-secret-key"
 CPV_CLIENT_SECRET = "cpv-client-secret"  # noqa: S105
 OPERATOR_CLIENT_SECRET = "operator-client-secret"  # noqa: S105
 
-_cache: dict[tuple[str, str, str], str | None] = {}
-_lock = threading.Lock()
-
 
 def read_secret(vault_url: str, name: str, setting: str) -> str | None:
     """The latest value of `name` in the config vault, None when there is no such secret.
 
     Raises SettingsError naming `setting` (the variable that could have held the value) when
     the vault refuses this identity or cannot be reached: the app cannot start without it.
+    Read each time settings are loaded (once per process start), never cached: a rotated key
+    or another vault must not be answered from memory.
     """
-    # per identity too: DefaultAzureCredential follows AZURE_CLIENT_ID
-    key = (vault_url.rstrip("/").lower(), name, os.environ.get("AZURE_CLIENT_ID", ""))
-    with _lock:
-        if key in _cache:
-            return _cache[key]
-    value = _fetch(vault_url, name, setting)
-    with _lock:
-        _cache[key] = value
-    return value
-
-
-def _fetch(vault_url: str, name: str, setting: str) -> str | None:
     from azure.core import exceptions as az
     from azure.identity import DefaultAzureCredential
 

@@ -21,6 +21,7 @@ from azure.storage.blob import BlobServiceClient
 from flask import Flask
 from flask.sessions import SecureCookieSessionInterface
 
+from broker.errors import SettingsError
 from broker.locks import CONTAINER
 from broker.service import Broker
 from broker.settings import load_settings
@@ -84,8 +85,20 @@ def test_the_site_reads_its_signing_key_and_operator_secret_from_the_config_vaul
     with SecretClient(devstack.config_vault_url, DefaultAzureCredential(),
                       verify_challenge_resource=False) as config:
         assert settings.secret_key == config.get_secret(seed.SIGNING_KEY_SECRET).value
-    assert settings.operator_client_secret == seed.OPERATOR_APP_SECRET
+        assert settings.operator_client_secret == \
+            config.get_secret(seed.OPERATOR_SECRET_NAME).value
     assert not (tmp_path / "site-state" / "secret-key").exists()  # no local key was made
+
+
+def test_a_consumer_identity_cannot_even_load_the_sites_settings(devstack, tmp_path):
+    env = {**devstack.env, "BROKER_STATE_DIR": str(tmp_path / "consumer-state")}
+    env.pop("BROKER_SECRET_KEY", None)
+    with environment({"AZURE_CLIENT_ID": CONSUMER_A.client_id}), \
+            pytest.raises(SettingsError) as refused:
+        load_settings(env, dotenv=False)
+    assert refused.value.setting == "BROKER_SECRET_KEY"
+    assert "may not read broker-secret-key" in str(refused.value)
+    assert "Key Vault Secrets User" in refused.value.hint
 
 
 def test_a_cookie_forged_with_anything_a_consumer_can_read_is_refused(devstack, tmp_path,
