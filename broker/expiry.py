@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from broker import jobs
+from broker.config_vault import CPV_CLIENT_SECRET, OPERATOR_CLIENT_SECRET, SIGNING_KEY
 from broker.credentials import CS_PREFIX, RT_PREFIX
 from broker.errors import InvalidInput
 from broker.jobs import EXPIRED, EXPIRY_EVENTS, NEAR_EXPIRY
@@ -34,10 +35,6 @@ if TYPE_CHECKING:
 
 log = get_logger(__name__)
 
-# the broker's own secrets' names in the config vault (names, not values)
-SIGNING_KEY = "broker-secret-key"
-CPV_CLIENT_SECRET = "cpv-client-secret"  # noqa: S105
-OPERATOR_CLIENT_SECRET = "operator-client-secret"  # noqa: S105
 
 
 def watched(name: object) -> bool:

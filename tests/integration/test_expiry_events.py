@@ -1,8 +1,10 @@
 """Key Vault's expiry events for the broker's own secrets and the partner apps' secrets, end to
-end: the secret is written to devstack's vault through the SDK, the event Key Vault would raise
-for its current version is built in the Event Grid schema from the secret's own properties,
-decoded by the Functions SDK's converter, handed to the indexed function `secret_near_expiry`
-as the host does, and the notification arrives at a local webhook. (Refresh tokens' events are
+end: the operator writes the secret to devstack's config vault (or the token vault) through the
+SDK, the event Key Vault would raise for its current version is built in the Event Grid schema
+from the secret's own properties, decoded by the Functions SDK's converter and handed to the
+indexed function `secret_near_expiry`, which runs as the rotation app's identity (its roles
+only, as in Azure), and the notification arrives at a local webhook. A private devstack keeps
+the rewritten CPV and operator secrets away from every other test. (Refresh tokens' events are
 in test_functions.py.)"""
 
 from __future__ import annotations
@@ -20,12 +22,14 @@ import azure.functions as func
 import pytest
 from azure.functions import meta
 from azure.functions.eventgrid import EventGridEventInConverter
-from azure.identity import DefaultAzureCredential
+from azure.identity import ManagedIdentityCredential
 from azure.keyvault.secrets import KeyVaultSecretIdentifier, SecretClient, SecretProperties
 
 import function_app
+from broker.config_vault import CPV_CLIENT_SECRET, OPERATOR_CLIENT_SECRET
 from broker.credentials import CredentialSpec
 from devstack import seed
+from tests.support.devstack import environment, running_devstack
 
 NEAR_EXPIRY = "Microsoft.KeyVault.SecretNearExpiry"
 EXPIRED = "Microsoft.KeyVault.SecretExpired"
@@ -69,9 +73,18 @@ def secret_near_expiry():
     return function.get_user_function()
 
 
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    with running_devstack(tmp_path_factory.mktemp("expiry-devstack")) as running, \
+            environment(running.env):
+        yield running
+
+
 @pytest.fixture
-def app_settings(devstack, webhook, tmp_path, monkeypatch) -> None:
-    """The function app's settings as the host provides them, with alerts to the webhook."""
+def app_settings(stack, webhook, tmp_path, monkeypatch) -> None:
+    """The function app's settings as the host provides them, with alerts to the webhook, and
+    its identity: the rotation app's (AZURE_CLIENT_ID, as infra/ sets it)."""
+    monkeypatch.setenv("AZURE_CLIENT_ID", stack.env["DEVSTACK_ROTATION_CLIENT_ID"])
     monkeypatch.setenv("BROKER_NOTIFY_WEBHOOK_URL", webhook.url)
     monkeypatch.setenv("BROKER_STATE_DIR", str(tmp_path))
     monkeypatch.setenv("BROKER_OPERATOR_CLIENT_ID", "11111111-2222-3333-4444-555555555555")
@@ -81,13 +94,13 @@ def app_settings(devstack, webhook, tmp_path, monkeypatch) -> None:
 
 
 def config_vault_url() -> str:
-    return os.environ.get("BROKER_CONFIG_VAULT_URL") or os.environ["BROKER_VAULT_URL"]
+    return os.environ["BROKER_CONFIG_VAULT_URL"]
 
 
 def client(vault_url: str) -> SecretClient:
-    """The SDK's client, as an operator's `az keyvault secret set` would write (a local vault
-    answers its challenge with the public resource, hence no resource check)."""
-    return SecretClient(vault_url, DefaultAzureCredential(), verify_challenge_resource=False)
+    """The operator's client (devstack's system-assigned identity), as `az keyvault secret set`
+    writes; a local vault answers its challenge with the public resource, hence no check."""
+    return SecretClient(vault_url, ManagedIdentityCredential(), verify_challenge_resource=False)
 
 
 def store(vault_url: str, name: str, value: str, expires_in_days: float) -> SecretProperties:
@@ -127,7 +140,7 @@ def test_the_cpv_secret_running_out_tells_the_operator_how_to_renew_it(
         app_settings, secret_near_expiry, webhook, event_type):
     value = f"cpv-secret-{uuid.uuid4().hex}"
     days = 20 if event_type == NEAR_EXPIRY else -1
-    secret = store(config_vault_url(), "cpv-client-secret", value, days)
+    secret = store(config_vault_url(), CPV_CLIENT_SECRET, value, days)
     secret_near_expiry(key_vault_event(event_type, secret))
     (alert,) = webhook.received
     assert alert["kind"] == "broker-secret-expiring"
@@ -143,7 +156,7 @@ def test_the_cpv_secret_running_out_tells_the_operator_how_to_renew_it(
 
 def test_the_operator_secret_running_out_names_the_operator_app(
         app_settings, secret_near_expiry, webhook):
-    secret = store(config_vault_url(), "operator-client-secret", uuid.uuid4().hex, 10)
+    secret = store(config_vault_url(), OPERATOR_CLIENT_SECRET, uuid.uuid4().hex, 10)
     secret_near_expiry(key_vault_event(NEAR_EXPIRY, secret))
     (alert,) = webhook.received
     assert alert["kind"] == "broker-secret-expiring"
