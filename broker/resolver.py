@@ -427,7 +427,7 @@ def _in_consumer_terms(exc: BrokerError, url: str, host: str | None,
     exact resource id."""
     cause = exc.__cause__
     if isinstance(exc, AccessDenied) and secret_name and not exc.scope.startswith("/"):
-        return AccessDenied(f"{url}: {exc}", role=exc.role,
+        return AccessDenied(f"{url}: {exc}", role=exc.role, action=exc.action,
                             scope=f"<resource id of the vault {host}>/secrets/{secret_name}")
     if host is not None and cause is not None:
         from broker.transport import timed_out, unreachable

@@ -4,8 +4,10 @@ Each example resolves a credential's refresh token by its secret identifier URL,
 Partner Center access token from it and calls Partner Center with it: the stub answering with the
 partner's profile is what proves the token works. They run against a devstack of their own that
 also knows a consumer app registration (the Azure CLI signs in as that service principal), for a
-CPV-model credential and one with the partner's own app. `make test` installs what they need:
-the Node packages (package.json) and the Azure CLI (.venv-azcli).
+CPV-model credential and one with the partner's own app, with least privilege: each consumer
+identity holds Key Vault Secrets User on `rt-<id>` (and `cs-<id>`) of those credentials only.
+`make test` installs what they need: the Node packages (package.json) and the Azure CLI
+(.venv-azcli).
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ AZ_BIN = ROOT / ".venv-azcli" / "bin"
 NODE_PACKAGES = ("@azure/identity", "@azure/keyvault-secrets", "@azure/msal-node")
 CONSUMER_APP_ID = "6b7c8d9e-0f1a-4b2c-8d3e-4f5a6b7c8d9e"
 CONSUMER_APP_SECRET = "cj18Q~devstackConsumerJobSecret.valid2099"
+SECRETS_USER = "Key Vault Secrets User"
+NODE_IDENTITY = seed.CONSUMER_A_IDENTITY  # the JavaScript consumer's managed identity
 
 
 def needs(ready: bool, what: str) -> None:
@@ -53,9 +57,16 @@ def stack(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def credentials(stack, tmp_path_factory) -> dict:
+    """Two credentials; the JavaScript consumer's identity may read their secrets, as an
+    operator grants it (the Azure CLI's service principal is granted in `az_granted`)."""
     broker = make_broker(stack, tmp_path_factory.mktemp("examples-broker"))
-    return {"cpv": consented_credential(broker),
+    made = {"cpv": consented_credential(broker),
             "own-app": consented_credential(broker, own_app=True)}
+    for kind, credential in made.items():
+        names = [f"rt-{credential.id}"] + ([f"cs-{credential.id}"] if kind == "own-app" else [])
+        for name in names:
+            stack.grant(NODE_IDENTITY.object_id, SECRETS_USER, stack.scope(name))
+    return made
 
 
 def run(argv: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
@@ -82,7 +93,8 @@ def test_javascript_consumer_gets_a_token_partner_center_accepts(node, stack, cr
                                                                  tmp_path):
     url = credentials[kind].secret_id
     result = run([node, str(EXAMPLES / "javascript" / "consumer.mjs"), url],
-                 {**os.environ, **stack.env}, tmp_path)
+                 {**os.environ, **stack.env, "AZURE_CLIENT_ID": NODE_IDENTITY.client_id},
+                 tmp_path)
     assert result.returncode == 0, result.stderr
     answer = json.loads(result.stdout)
     assert answer["url"] == url and answer["tenant"] == seed.PARTNER_TENANT_ID
@@ -93,9 +105,18 @@ def test_javascript_consumer_gets_a_token_partner_center_accepts(node, stack, cr
 def test_javascript_consumer_names_a_missing_secret(node, stack, tmp_path):
     url = stack.vault_url.rstrip("/") + "/secrets/rt-nobody-here"
     result = run([node, str(EXAMPLES / "javascript" / "consumer.mjs"), url],
-                 {**os.environ, **stack.env}, tmp_path)
+                 {**os.environ, **stack.env}, tmp_path)  # the operator's identity: may look
     assert result.returncode == 1 and result.stdout == ""
     assert "rt-nobody-here was not found" in result.stderr
+
+
+def test_javascript_consumer_without_a_role_is_refused(node, stack, credentials, tmp_path):
+    result = run([node, str(EXAMPLES / "javascript" / "consumer.mjs"),
+                  credentials["cpv"].secret_id],
+                 {**os.environ, **stack.env,
+                  "AZURE_CLIENT_ID": seed.CONSUMER_B_IDENTITY.client_id}, tmp_path)
+    assert result.returncode == 1 and result.stdout == ""
+    assert "ForbiddenByRbac" in result.stderr or "not authorized" in result.stderr
 
 
 # -- Azure CLI -----------------------------------------------------------------------------------

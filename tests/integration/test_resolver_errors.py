@@ -146,3 +146,18 @@ def test_no_identity_is_access_denied_naming_the_url_and_the_role(stored, monkey
     assert credential.secret_id in str(err.value)
     assert err.value.role == "Key Vault Secrets User"
     assert f"rt-{credential.id}" in err.value.scope
+
+
+def test_no_role_is_access_denied_naming_the_url_the_role_and_the_secret(stored):
+    from azure.identity import ManagedIdentityCredential
+
+    from broker.errors import AccessDenied
+
+    credential, _ = stored
+    no_role = ManagedIdentityCredential(client_id=seed.CONSUMER_B_IDENTITY.client_id)
+    with pytest.raises(AccessDenied) as err:
+        TokenResolver(no_role).refresh_token(credential.secret_id)
+    assert credential.secret_id in str(err.value)
+    assert err.value.role == "Key Vault Secrets User"
+    assert err.value.scope.endswith(f"/secrets/rt-{credential.id}")
+    assert err.value.scope in err.value.hint
