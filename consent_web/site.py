@@ -30,10 +30,10 @@ class SiteState:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-def load(settings: Settings | None, broker: Broker | None = None) -> SiteState:
+def load(settings: Settings | None, service: Broker | None = None) -> SiteState:
     """Settings from the given Broker, the given Settings, or the environment, in that order."""
-    if broker is not None:
-        return SiteState(settings=broker.settings, broker=broker)
+    if service is not None:
+        return SiteState(settings=service.settings, broker=service)
     if settings is not None:
         return SiteState(settings=settings)
     try:
