@@ -101,9 +101,9 @@ class BlobRevocations:
 
     @classmethod
     def from_settings(cls, settings) -> BlobRevocations:
-        from broker.locks import BlobLeases
+        from broker.storage import broker_container
 
-        return cls(BlobLeases.from_settings(settings).container)
+        return cls(broker_container(settings))
 
     def revoke(self, sid: str, until: float) -> None:
         from azure.core.exceptions import ResourceNotFoundError
