@@ -273,3 +273,20 @@ def test_the_rotation_app_rotates_with_its_own_identity(devstack, tmp_path, worl
     # consumer B, granted the secret (not a version), reads the rotated token
     resolver = TokenResolver(ManagedIdentityCredential(client_id=CONSUMER_B.client_id))
     assert resolver.refresh_token(f"{devstack.vault_url}secrets/rt-{world.other}")
+
+
+def test_the_consent_site_cannot_purge_a_vault_deployed_with_purge_protection(devstack):
+    """Secrets Officer includes purge (the site offers it for removed credentials); where the
+    vault has purge protection, as infra/ deploys it, Key Vault refuses every purge, the
+    site's included, while the site can still recover."""
+    purged, recovered = (scratch(devstack.vault_url, deleted=True) for _ in range(2))
+    devstack.vault_settings("main", purge_protection=True)
+    try:
+        with sdk(devstack.vault_url, SITE) as client:
+            with pytest.raises(HttpResponseError) as refused:
+                client.purge_deleted_secret(purged)
+            assert refused.value.status_code == 403
+            assert "purge protection" in refused.value.message
+            client.begin_recover_deleted_secret(recovered).wait()
+    finally:
+        devstack.vault_settings("main", purge_protection=False)
