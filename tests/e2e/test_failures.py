@@ -225,6 +225,27 @@ def test_the_forms_mark_required_fields_and_put_focus_on_what_went_wrong(operato
         == FOCUS_RING
 
 
+def test_a_cancelled_consent_and_a_missing_page_pass_the_accessibility_checks(operator, site):
+    credential_id = unique_id("e2e-cancel")
+    operator.goto(site.url + "/add")
+    for field, value in (("#id", credential_id), ("#product", "Azure plan"),
+                         ("#marketplace", "US"), ("#tenant_id", seed.PARTNER_TENANT_DOMAIN)):
+        operator.fill(field, value)
+    with operator.expect_navigation():
+        operator.get_by_role("button", name="Save and sign in with Microsoft").click()
+    sign_in(operator, site.url, seed.PARTNER_ADMIN_UPN, consent=False)
+    expect(operator.locator("h1")).to_have_text("Consent was cancelled")
+    expect(operator.locator(".what-to-do")).to_contain_text("Start the consent again")
+    assert_accessible(operator, "consent-failed")
+    operator.goto(site.url + "/credentials/no-such-credential")
+    expect(operator.locator("h1")).to_have_text("No such credential")
+    assert_accessible(operator, "error-404")
+    operator.goto(f"{site.url}/credentials/{credential_id}/invite")
+    assert_accessible(operator, "invite-page")
+    operator.goto(f"{site.url}/credentials/{credential_id}/edit")
+    assert_accessible(operator, "edit-form")
+
+
 def test_the_public_pages_pass_the_accessibility_checks(visitor, site):
     visitor.goto(site.url + "/")
     expect(visitor.locator("h1")).to_have_text("Operator sign-in")
@@ -237,6 +258,21 @@ def test_the_public_pages_pass_the_accessibility_checks(visitor, site):
     assert_accessible(visitor, "invite-invalid")
     visitor.goto(site.url + "/consent/done")
     assert_accessible(visitor, "consent-nothing")
+
+
+def test_the_almost_there_page_passes_the_accessibility_checks(visitor, site, monkeypatch):
+    """The page a site without its settings shows, rendered by the app and served in place of
+    one of the running site's pages (its stylesheet comes from the site, as it would)."""
+    from consent_web import create_app
+
+    monkeypatch.delenv("BROKER_VAULT_URL")
+    response = create_app({"TESTING": True}).test_client().get("/")
+    assert response.status_code == 503
+    visitor.route(site.url + "/setup-preview", lambda route: route.fulfill(
+        status=200, body=response.get_data(as_text=True), content_type="text/html"))
+    visitor.goto(site.url + "/setup-preview")
+    expect(visitor.locator("h1")).to_have_text("Almost there: set these settings")
+    assert_accessible(visitor, "setup")
 
 
 def test_signing_out_leaves_no_operator_in_the_header(browser, site):
