@@ -78,7 +78,9 @@ class Context:
             self.out.print(table)
 
     def note(self, text: str) -> None:
-        """A message for the person at the terminal (stderr, so stdout stays parseable)."""
+        """A message for the person at the terminal (stderr, so stdout stays parseable),
+        after whatever stdout holds, so that the two never interleave mid-line."""
+        sys.stdout.flush()
         self.err.print(text, markup=False, highlight=False)
 
 
