@@ -7,8 +7,9 @@ random pause between redeem and write to widen the window. Meanwhile an admin co
 to each credential through a third Broker (the consent site's); one of those consents arrives
 while a worker holds the lease between redeem and write.
 
-Which version each rotation redeemed is recorded as it happens (the workers' vault reads and
-writes are observed, not changed); the final version history must then be a single chain:
+Which version each rotation redeemed is recorded as it happens (the workers' reads of the
+current version, their redeems and their writes are observed, not changed); the final version
+history must then be a single chain:
 strictly ordered by `obtained_at`, every rotation written on top of exactly the version it
 redeemed, and every consent followed only by rotations descending from it.
 """
@@ -41,32 +42,45 @@ class Write:
 
 
 class Lineage:
-    """Observes a Broker's vault: the version each of its rotations redeemed and wrote."""
+    """Observes a Broker's rotations at the seams they go through: the version Key Vault
+    answered as current (`Vault.current`), the token redeemed (`Identity.redeem`: it must be
+    that version's), and the version written from it (`Vault.write_version`).
+
+    Nothing is changed, only recorded; a rotation's read, redeem and write happen in one thread,
+    so what a thread read last is what its next write was redeemed from.
+    """
 
     def __init__(self) -> None:
         self.writes: list[Write] = []
-        self._read = threading.local()
+        self._seen = threading.local()
         self._lock = threading.Lock()
 
     def watch(self, broker) -> None:
-        vault = broker.vault
-        read_token, write_token = vault.read_token, vault.write_token
+        vault, identity = broker.vault, broker.identity
+        current, redeem, write_version = vault.current, identity.redeem, vault.write_version
 
-        def reading(credential_id, version=None):
-            token, read = read_token(credential_id, version)
-            self._read.last = (credential_id, read.version)
-            return token, read
+        def reading(credential_id):
+            read = current(credential_id)
+            self._seen.read = (credential_id, read.version.version, read.value)
+            return read
+
+        def redeeming(credential, refresh_token, *args, **kwargs):
+            read_from, version, value = getattr(self._seen, "read", (None, None, None))
+            assert read_from == credential.id and value == refresh_token, \
+                "a rotation redeemed a token other than the current version it read"
+            self._seen.redeemed = (credential.id, version)
+            return redeem(credential, refresh_token, *args, **kwargs)
 
         def writing(credential, token, *, source, **kwargs):
-            written = write_token(credential, token, source=source, **kwargs)
+            redeemed_from, redeemed = self._seen.__dict__.pop("redeemed", (None, None))
+            written = write_version(credential, token, source=source, **kwargs)
             if source is Source.ROTATION:
-                redeemed_from, redeemed = getattr(self._read, "last", (None, None))
-                assert redeemed_from == credential.id
+                assert redeemed_from == credential.id, "a rotation wrote without redeeming"
                 with self._lock:
-                    self.writes.append(Write(credential.id, written.version, redeemed))
+                    self.writes.append(Write(credential.id, written.version.version, redeemed))
             return written
 
-        vault.read_token, vault.write_token = reading, writing
+        vault.current, identity.redeem, vault.write_version = reading, redeeming, writing
 
 
 def token_versions(broker, credential_id):
