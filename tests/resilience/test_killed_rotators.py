@@ -2,11 +2,14 @@
 
 One test drives 50 rotation attempts through a series of rotator processes
 (`tests/support/chaos.py`), alternating blob leases on Azurite (15 s) and file leases, and
-kills each one at a seeded random moment, or exactly between redeem and write (the
-`Rotator.after_redeem` seam). The last blob lease holder is killed holding its lease; file
-lease holders take the last attempts meanwhile. Between runs it checks that no version ever
-disappears; at the end that every stored token is one Entra still accepts, that every file
-lease is free at once and every blob lease within its duration of the last holder's kill.
+kills each one at a seeded random moment (during a random one of its attempts), or exactly
+between redeem and write (the `Rotator.after_redeem` seam). The last blob lease holder is killed
+holding its lease; file lease holders take the last attempts meanwhile, the first of them
+killed between redeem and write too. No rotator is given more than a few attempts and kills
+are placed by attempt, not by wall time, so the plan is the same on a fast machine as on a busy
+one. Between runs it checks that no version ever disappears; at the end that every stored token
+is one Entra still accepts, that every file lease is free at once and every blob lease within
+its duration of the last holder's kill.
 """
 
 from __future__ import annotations
@@ -33,10 +36,16 @@ ROOT = Path(__file__).resolve().parents[2]
 ATTEMPTS = 50
 CREDENTIALS = 4
 SEED = int(os.environ.get("RESILIENCE_SEED", "20240611"))
-KILL_AFTER_S = (0.2, 2.0)  # a random kill lands this long after the rotator is ready
+# a random kill lands this long after the rotator starts its attempt number `kill_at` (random
+# too): within that rotation on a busy machine, a few rotations later on a fast one
+KILL_AFTER_S = (0.0, 0.5)
 LEASE_MARGIN_S = 5.0  # acquisition polls with jittered, growing intervals of up to 2 s
 START_TIMEOUT_S = 30.0
 FILE_TAIL = 30  # the last attempts, by file lease holders while the stranded blob lease runs out
+# no rotator is given more attempts than this: how many it gets through before a random kill
+# depends on the machine's speed, and the plan (blob and file holders in turn, every third one
+# killed between redeem and write) must not
+RUN_BUDGET = 6
 
 
 @dataclass
@@ -94,8 +103,8 @@ def free_blob_lease(leases: BlobLeases, ids: list[str]) -> str:
         return ids[0]
 
 
-def start_and_kill(run: Run, workdir: Path, storage: str, seed: int, *, kill_after: float,
-                   scan_output) -> None:
+def start_and_kill(run: Run, workdir: Path, storage: str, seed: int, *, kill_at: int,
+                   kill_after: float, scan_output) -> None:
     """Start the run's rotator, SIGKILL it when the run says, and scan what it printed."""
     out, err = workdir / f"run-{run.number}.out", workdir / f"run-{run.number}.err"
     with open(out, "wb") as stdout, open(err, "wb") as stderr:
@@ -119,6 +128,9 @@ def start_and_kill(run: Run, workdir: Path, storage: str, seed: int, *, kill_aft
                      f"redeem {run.hang_at}")
             run.hung = hanging()
         else:
+            wait_for(lambda: run.process.poll() is not None
+                     or sum(words[0] == "start" for words in lines()) >= kill_at, run,
+                     f"attempt {kill_at}")
             time.sleep(kill_after)
         if run.process.poll() is None:
             os.kill(run.process.pid, signal.SIGKILL)
@@ -168,24 +180,29 @@ def test_rotators_killed_at_random_points_lose_no_token_and_strand_no_lease(
         number = len(runs)
         remaining = ATTEMPTS - attempted
         first_line = len(read_progress(tmp_path))
-        hang_at = rng.randint(1, min(4, remaining)) if number % 3 == 2 else 0
+        first_of_tail = runs[-1] is stranded if runs else False
+        hang = number % 3 == 2 or first_of_tail
         if stranded is None and remaining <= FILE_TAIL:
             # the last blob lease holder: killed between redeem and write, on a credential
             # whose lease is free (so that it does redeem), leaving that lease held
             run = stranded = Run(number, blob=True, hang_at=1, budget=1, first_line=first_line,
                                  ids=[free_blob_lease(blob_leases, ids)])
         elif stranded is None:  # blob and file lease holders in turn
-            run = Run(number, blob=number % 2 == 1, budget=remaining - FILE_TAIL,
-                      hang_at=min(hang_at, remaining - FILE_TAIL), first_line=first_line,
-                      ids=ids)
-        else:  # file lease holders only, while the stranded blob lease runs out
-            run = Run(number, blob=False, hang_at=hang_at, budget=remaining,
+            budget = min(RUN_BUDGET, remaining - FILE_TAIL)
+            run = Run(number, blob=number % 2 == 1, budget=budget,
+                      hang_at=rng.randint(1, min(4, budget)) if hang else 0,
                       first_line=first_line, ids=ids)
+        else:  # file lease holders only, while the stranded blob lease runs out; the first
+            # of them is killed between redeem and write, meanwhile
+            budget = min(RUN_BUDGET, remaining)
+            run = Run(number, blob=False, hang_at=rng.randint(1, min(4, budget)) if hang else 0,
+                      budget=budget, first_line=first_line, ids=ids)
         runs.append(run)
-        assert number < 40, "the rotators made no progress"
+        assert number < 60, "the rotators made no progress"
         seed = rng.randrange(2 ** 32)
         start_and_kill(run, tmp_path, azurite if run.blob else "", seed,
-                       kill_after=rng.uniform(*KILL_AFTER_S), scan_output=scan_output)
+                       kill_at=rng.randint(1, run.budget), kill_after=rng.uniform(*KILL_AFTER_S),
+                       scan_output=scan_output)
         if run is stranded:
             assert run.hung and run.killed_at is not None
             leases_thread.start()
