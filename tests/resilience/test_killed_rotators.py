@@ -148,8 +148,20 @@ def start_and_kill(run: Run, workdir: Path, storage: str, seed: int, *, kill_at:
     assert not run.hung or run.killed_at is not None, f"{run.label} was not killed"
 
 
+@pytest.fixture
+def background():
+    """Threads the test starts, joined at teardown even when the test fails: a thread left
+    polling for a lease (with `random` jitter) would change the global random state under a
+    later test, which Hypothesis reports as a strategy using `random`."""
+    threads: list[threading.Thread] = []
+    yield threads
+    for thread in threads:
+        if thread.is_alive():  # started and not done
+            thread.join(LEASE_SECONDS + LEASE_MARGIN_S + 30)
+
+
 def test_rotators_killed_at_random_points_lose_no_token_and_strand_no_lease(
-        devstack, azurite, tmp_path, scan_output):
+        devstack, azurite, tmp_path, scan_output, background):
     rng = random.Random(SEED)
     broker = make_broker(devstack, tmp_path)  # file leases in the same directory as the rotators
     blob_leases = BlobLeases.from_settings(settings_for(devstack, tmp_path, storage=azurite,
@@ -175,6 +187,7 @@ def test_rotators_killed_at_random_points_lose_no_token_and_strand_no_lease(
 
     leases_thread = threading.Thread(target=lambda: take_every_blob_lease(stranded.killed_at),
                                      daemon=True)
+    background.append(leases_thread)
 
     while attempted < ATTEMPTS:
         number = len(runs)
