@@ -240,6 +240,10 @@ def test_stats_endpoint(vault):
     before = requests.get(url, verify=vault.ca_bundle, timeout=10).json()
     vault.put(unique("counted"), {"value": "v"})
     after = requests.get(url, verify=vault.ca_bundle, timeout=10).json()
-    assert set(after) == {"requests", "throttled", "creates"}
+    assert set(after) == {"requests", "throttled", "creates", "create_attempts",
+                          "creates_throttled", "peak_create_attempts_10s"}
     assert after["requests"] >= before["requests"] + 1
     assert after["creates"] >= before["creates"] + 1
+    # every create is an attempt, admitted or not; the peak counts attempts in any 10 s
+    assert after["create_attempts"] >= before["create_attempts"] + 1
+    assert after["peak_create_attempts_10s"] >= 1
