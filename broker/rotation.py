@@ -1,10 +1,13 @@
 """Rotation: redeem each refresh token before it ages out; store the fresh one as the next version.
 
-The order of a rotation is what makes it safe: take the credential's lease, re-read the latest
-version, redeem it, check that it is *still* the latest (a newer consent or rotation is never
-overwritten: the fresh token is discarded instead), write the next version and read it back.
-Old versions are never deleted, and Entra keeps a redeemed refresh token valid until its own
-expiry, so a crash anywhere in between loses nothing: the next run simply redeems again.
+The order of a rotation is what makes it safe: take the credential's lease, read Key Vault's
+current version (one GET, value and tags), redeem it, check the lease is still trustworthy,
+write the next version and read the current one back (four requests, however long the
+history). Everyone who writes a version holds the lease, so nothing can land in between; a
+writer that lost its lease unnoticed is caught after its write and the newest version put
+back on top (`broker.fencing`). Old versions are never deleted, and Entra keeps a redeemed
+refresh token valid until its own expiry, so a crash anywhere in between loses nothing: the
+next run simply redeems again.
 
 `plan` decides what is due tonight from one listing of the vault, spreading the work so that a
 night never carries more than its share of all credentials.

@@ -173,3 +173,18 @@ def test_a_continuation_that_is_not_this_credentials_listing_is_refused(broker, 
     credential = consented_credential(broker)
     with pytest.raises(InvalidInput):
         broker.versions_page(credential.id, continuation=link)
+
+
+def test_an_entra_503_is_not_replayed_by_msal_to_the_next_try(stack, broker, served):
+    """MSAL's throttle cache would answer a retry of the same token request from memory for
+    the Retry-After; the broker's own backoff decides instead, and its next try goes out."""
+    credential = consented_credential(broker)
+    broker.rotate(credential.id)
+    stack.faults("entra", 503, 1.0)
+    try:
+        assert broker.rotate(credential.id).outcome == "deferred"
+    finally:
+        stack.faults("entra", 503, 0)
+    served.clear()
+    assert broker.rotate(credential.id).outcome == "rotated"  # at once, not after a replay
+    assert served.by_kind()[("entra", "token")] == 1
