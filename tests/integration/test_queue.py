@@ -255,3 +255,29 @@ def test_memory_queue_wait_returns_when_a_message_arrives():
     real.wait(5)
     assert time.monotonic() - started < 2
     assert [m.body for m in real.receive(1)] == ["x"]
+
+
+def test_memory_queue_hands_out_the_earliest_visible_first_without_sorting_the_rest(memory):
+    queues, clock = memory
+    for i in range(2000):  # a night's worth, visible over the next 2,000 s, sent out of order
+        queues.rotations.send(f"m{(i * 7919) % 2000:04d}", delay_s=(i * 7919) % 2000)
+    clock.now += 2000
+    taken = [m.body for m in queues.rotations.receive(32)]
+    assert taken == [f"m{i:04d}" for i in range(32)]
+    # a receive looks at the few it hands out: its heap, not every entry
+    queues.rotations._entries = _Counting(queues.rotations._entries)
+    queues.rotations.receive(32)
+    assert queues.rotations._entries.lookups <= 64
+
+
+class _Counting(dict):
+    """A dict that counts lookups by key (what a receive touches)."""
+
+    lookups = 0
+
+    def get(self, key, default=None):
+        type(self).lookups += 1
+        return super().get(key, default)
+
+    def values(self):
+        raise AssertionError("receive scanned every entry")
