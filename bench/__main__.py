@@ -15,7 +15,7 @@ from bench.common import ROOT
 
 FULL = {
     "rotation": ["--credentials", "5000"],
-    "fleet": ["--credentials", "50000", "--validate", "5000"],
+    "fleet": ["--credentials", "50000", "--validate", "1000"],
     "resolver": ["--seconds", "3"],
     "coldstart": ["--repeat", "5"],
     "site": ["--credentials", "1000", "--requests", "2000"],
