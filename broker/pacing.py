@@ -95,7 +95,9 @@ class SharedWindowLimiter:
     free); so a permit used more than `LATE` after its time is dropped, and each new time keeps
     `slack` (> LATE) more than the window from the one `limit` permits before it. Then no window
     of actual sends holds more than `limit`, at the cost of `slack` / `per` of the rate (3 %
-    for 0.3 s in 10 s).
+    for 0.3 s in 10 s). New times start after the claim's own write is expected to be done (a
+    smoothed measure of the blob's round trip), so a slow storage account delays permits
+    rather than wasting them.
     """
 
     LATE = 0.2
@@ -115,6 +117,7 @@ class SharedWindowLimiter:
         self._lock = threading.Lock()
         self._waiting = 0
         self._pause_to_share = 0.0
+        self._lead = 0.05  # how long a write of the blob takes, smoothed (seconds)
         self.claims = 0  # blob round trips that handed out permits (for the benchmarks)
         self.conflicts = 0  # claims that lost the ETag race and read again
 
@@ -157,7 +160,9 @@ class SharedWindowLimiter:
             grants, paused, etag = self._read()
             now = self._clock()
             paused = max(paused, self._pause_to_share)
-            start = max(now, paused)
+            # times start after our write is likely done: a permit dated before it would be
+            # used late and dropped (on a slow storage round trip, all of them would be)
+            start = max(now + self._lead, paused)
             grants = [t for t in grants if t > now - self.per - self.slack]
             out: list[float] = []
             while len(out) < count:
@@ -174,7 +179,10 @@ class SharedWindowLimiter:
                     grants[-self.limit] + self.per + self.slack
                 self._sleep(max(0.05, earliest - now - self.horizon))
                 continue
-            if self._write(grants[-self.limit:], paused, etag):
+            written = self._write(grants[-self.limit:], paused, etag)
+            took = self._clock() - now
+            self._lead = min(self.horizon / 2, 0.7 * self._lead + 0.3 * took)
+            if written:
                 self._pause_to_share = 0.0
                 self.claims += 1
                 return out
