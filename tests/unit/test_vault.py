@@ -296,3 +296,15 @@ def test_an_rbac_refusal_names_the_refused_action_the_role_and_the_exact_scope(a
     assert role in err.value.hint and err.value.scope in err.value.hint
     assert "contoso" in str(err.value)
     assert "appid" not in str(err.value)  # the caller's ids stay out of the message
+
+
+def test_the_sdk_connection_pool_is_as_large_as_the_threads_using_it():
+    from broker.vault import secret_client
+
+    client = secret_client("https://example.vault.azure.net", object(), connections=28)
+    transport = client._client._client._pipeline._transport
+    assert transport.session.adapters["https://"]._pool_maxsize == 28
+    # requests' default (10) would open and drop a connection per request past ten threads
+    small = secret_client("https://example.vault.azure.net", object(), connections=4)
+    assert small._client._client._pipeline._transport.session.adapters[
+        "https://"]._pool_maxsize == 10
