@@ -58,7 +58,8 @@ def test_rotation_costs_at_most_four_requests_and_the_due_scan_only_its_listing(
 def test_fleet_benchmark_writes_no_version_when_validating(reports):
     fleet = reports["fleet"]
     assert fleet["validation_pass"]["versions_written"] == 0
-    assert fleet["validation_pass"]["validated"] == fleet["validation_timer"]["messages"] > 0
+    assert fleet["validation_pass"]["validated"] == fleet["credentials"] > 0
+    assert fleet["validation_timer"]["messages"] >= fleet["credentials"]
     assert fleet["due_scan"]["queue_sends"] == fleet["due_scan"]["due"]
 
 
