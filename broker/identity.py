@@ -242,6 +242,7 @@ class _RecordingHttpClient:
         self._last = threading.local()
         self._discovery: OrderedDict[str, tuple[float, requests.Response]] = OrderedDict()
         self._discovery_lock = threading.Lock()
+        self._fetching: dict[str, threading.Lock] = {}
 
     @property
     def session(self) -> requests.Session:
@@ -271,19 +272,24 @@ class _RecordingHttpClient:
         key = _discovery_key(url, kwargs.get("params"))
         if key is None:
             return self._remember(self.session.get(url, **kwargs))
-        now = time.monotonic()
         with self._discovery_lock:
-            cached = self._discovery.get(key)
-            if cached is not None and now - cached[0] < DISCOVERY_TTL_S:
-                self._discovery.move_to_end(key)
-                return self._remember(cached[1])
-        response = self._remember(self.session.get(url, **kwargs))
-        if 200 <= response.status_code < 300:
+            fetching = self._fetching.setdefault(key, threading.Lock())
+        # one fetch per authority at a time: threads starting together wait for the first
+        with fetching:
+            now = time.monotonic()
             with self._discovery_lock:
-                self._discovery[key] = (now, response)
-                while len(self._discovery) > DISCOVERY_ENTRIES:
-                    self._discovery.popitem(last=False)
-        return response
+                cached = self._discovery.get(key)
+                if cached is not None and now - cached[0] < DISCOVERY_TTL_S:
+                    self._discovery.move_to_end(key)
+                    return self._remember(cached[1])
+            response = self._remember(self.session.get(url, **kwargs))
+            if 200 <= response.status_code < 300:
+                with self._discovery_lock:
+                    self._discovery[key] = (now, response)
+                    while len(self._discovery) > DISCOVERY_ENTRIES:
+                        old, _ = self._discovery.popitem(last=False)
+                        self._fetching.pop(old, None)
+            return response
 
     def post(self, url, **kwargs):
         kwargs.setdefault("timeout", TIMEOUT)

@@ -4,6 +4,7 @@ history, counted at the (devstack) servers."""
 from __future__ import annotations
 
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -188,3 +189,14 @@ def test_an_entra_503_is_not_replayed_by_msal_to_the_next_try(stack, broker, ser
     served.clear()
     assert broker.rotate(credential.id).outcome == "rotated"  # at once, not after a replay
     assert served.by_kind()[("entra", "token")] == 1
+
+
+def test_threads_starting_together_fetch_discovery_once(stack, tmp_path, served):
+    broker = make_broker(stack, tmp_path)
+    credentials = [consented_credential(broker) for _ in range(6)]
+    fresh = make_broker(stack, tmp_path / "fresh")
+    served.clear()
+    with ThreadPoolExecutor(6) as pool:
+        outcomes = list(pool.map(lambda c: fresh.rotate(c.id).outcome, credentials))
+    assert outcomes == ["rotated"] * 6
+    assert served.by_kind()[("entra", "discovery")] == 1
