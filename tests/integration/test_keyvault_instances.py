@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -24,10 +26,15 @@ COMPARED = ("name", "version", "enabled", "tags", "content_type", "not_before", 
             "created_on", "updated_on", "recovery_level")
 
 
-def client_for(stack: RunningDevstack, **options) -> SecretClient:
-    """A client of `stack`; call it inside `environment(stack.env)`."""
-    return SecretClient(stack.vault_url, DefaultAzureCredential(),
-                        verify_challenge_resource=False, **options)
+@contextlib.contextmanager
+def client_for(stack: RunningDevstack, **options) -> Iterator[SecretClient]:
+    """A client of `stack`; call it inside `environment(stack.env)`. The client and its
+    credential are closed at the end: devstack keeps connections open, and one left to the
+    garbage collector after its devstack stopped is an unclosed-socket warning in some later
+    test."""
+    with DefaultAzureCredential() as credential, SecretClient(
+            stack.vault_url, credential, verify_challenge_resource=False, **options) as client:
+        yield client
 
 
 def described(properties: SecretProperties) -> tuple:
@@ -48,8 +55,8 @@ def snapshot(client: SecretClient) -> dict:
 def session_backup(devstack) -> tuple[str, bytes]:
     """A secret of the session devstack and its backup blob."""
     name = f"portable-{uuid.uuid4().hex[:10]}"
-    with SecretClient(devstack.vault_url, DefaultAzureCredential(),
-                      verify_challenge_resource=False) as client:
+    with DefaultAzureCredential() as credential, SecretClient(
+            devstack.vault_url, credential, verify_challenge_resource=False) as client:
         client.set_secret(name, "travels", tags={"from": "session"})
         return name, client.backup_secret(name)
 
@@ -112,13 +119,16 @@ def test_service_limits_throttle_creates_and_the_sdk_waits(tmp_path):
     with running_devstack(tmp_path / "throttled", "--vault-throttle") as stack, \
             environment(stack.env), client_for(stack) as client:
         vault = stack.vault_url.rstrip("/")
-        token = DefaultAzureCredential().get_token(f"{seed.VAULT_RESOURCE}/.default").token
+        with DefaultAzureCredential() as credential:
+            token = credential.get_token(f"{seed.VAULT_RESOURCE}/.default").token
         local = threading.local()
+        sessions: list[requests.Session] = []  # one per thread, closed at the end
 
         def create(i: int) -> requests.Response:
             if not hasattr(local, "session"):
                 local.session = requests.Session()
                 local.session.headers["Authorization"] = f"Bearer {token}"
+                sessions.append(local.session)
             return local.session.put(f"{vault}/secrets/bulk-{i}", params={"api-version": "7.6"},
                                      json={"value": str(i)}, verify=stack.ca_bundle, timeout=10)
 
@@ -146,5 +156,7 @@ def test_service_limits_throttle_creates_and_the_sdk_waits(tmp_path):
 
         stats = requests.get(f"{vault}/_devstack/stats", verify=stack.ca_bundle,
                              timeout=10).json()
+        for session in sessions:
+            session.close()
         assert stats["throttled"] >= 2  # ours, and the SDK's first attempt
         assert stats["creates"] == CREATE_LIMIT + 1
