@@ -246,7 +246,10 @@ class LocalSignIn:
 
 
 def _print_to_console(link: str) -> None:
-    print(f"Operator sign-in (one-time link): {link}", file=sys.stderr, flush=True)
+    # one write: print() sends the line and its newline separately, and a log line from another
+    # thread landing between them cut the link for whoever reads the console
+    sys.stderr.write(f"Operator sign-in (one-time link): {link}\n")
+    sys.stderr.flush()
 
 
 def local_sign_in() -> LocalSignIn:
