@@ -12,11 +12,9 @@ from __future__ import annotations
 import importlib
 import json
 import os
-import threading
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import azure.functions as func
 import pytest
@@ -30,39 +28,16 @@ from broker.config_vault import CPV_CLIENT_SECRET, OPERATOR_CLIENT_SECRET
 from broker.credentials import CredentialSpec
 from devstack import seed
 from tests.support.devstack import environment, running_devstack
+from tests.support.notify import Webhook, running_webhook
 
 NEAR_EXPIRY = "Microsoft.KeyVault.SecretNearExpiry"
 EXPIRED = "Microsoft.KeyVault.SecretExpired"
 
 
-class Webhook:
-    """A local Teams/Slack-style webhook that keeps what it is sent."""
-
-    def __init__(self) -> None:
-        self.received: list[dict] = []
-        received = self.received
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                length = int(self.headers.get("Content-Length", 0))
-                received.append(json.loads(self.rfile.read(length)))
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-
 @pytest.fixture
 def webhook() -> Iterator[Webhook]:
-    hook = Webhook()
-    yield hook
-    hook.server.shutdown()
-    hook.server.server_close()
+    with running_webhook() as hook:
+        yield hook
 
 
 @pytest.fixture(scope="module")
@@ -142,7 +117,7 @@ def test_the_cpv_secret_running_out_tells_the_operator_how_to_renew_it(
     days = 20 if event_type == NEAR_EXPIRY else -1
     secret = store(config_vault_url(), CPV_CLIENT_SECRET, value, days)
     secret_near_expiry(key_vault_event(event_type, secret))
-    (alert,) = webhook.received
+    (alert,) = webhook.events
     assert alert["kind"] == "broker-secret-expiring"
     assert alert["credential_id"] == "cpv-client-secret"
     assert f"{secret.expires_on:%Y-%m-%d}" in alert["message"]
@@ -151,14 +126,14 @@ def test_the_cpv_secret_running_out_tells_the_operator_how_to_renew_it(
     vault_name = KeyVaultSecretIdentifier(secret.id).vault_url.split("//", 1)[1].split(".")[0]
     assert f"--vault-name {vault_name} --name cpv-client-secret" in alert["action"]
     assert f"--id {seed.CPV_APP_ID}" in alert["action"]  # the CPV app's client id, from settings
-    assert value not in json.dumps(webhook.received)
+    assert value not in json.dumps(webhook.events)
 
 
 def test_the_operator_secret_running_out_names_the_operator_app(
         app_settings, secret_near_expiry, webhook):
     secret = store(config_vault_url(), OPERATOR_CLIENT_SECRET, uuid.uuid4().hex, 10)
     secret_near_expiry(key_vault_event(NEAR_EXPIRY, secret))
-    (alert,) = webhook.received
+    (alert,) = webhook.events
     assert alert["kind"] == "broker-secret-expiring"
     assert alert["credential_id"] == "operator-client-secret"
     assert "operators can no longer sign in" in alert["message"]
@@ -176,7 +151,7 @@ def test_a_partner_apps_client_secret_running_out_asks_for_a_new_one(
         secret_expires_on=date.today() + timedelta(days=25)))
     secret = client(os.environ["BROKER_VAULT_URL"]).get_secret(f"cs-{credential_id}").properties
     secret_near_expiry(key_vault_event(NEAR_EXPIRY, secret))
-    (alert,) = webhook.received
+    (alert,) = webhook.events
     assert alert["kind"] == "secret-expiring" and alert["credential_id"] == credential_id
     assert f"broker credentials edit {credential_id}" in alert["action"]
 
@@ -184,5 +159,5 @@ def test_a_partner_apps_client_secret_running_out_asks_for_a_new_one(
 def test_an_event_about_another_secret_sends_nothing(app_settings, secret_near_expiry, webhook):
     secret = store(config_vault_url(), "notify-webhook-url", "https://example.invalid/x", 5)
     assert secret_near_expiry(key_vault_event(NEAR_EXPIRY, secret)) is None
-    assert webhook.received == []
+    assert webhook.events == []
     assert function_app._broker is None  # not even the broker was started

@@ -21,7 +21,6 @@ import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import azure.functions as func
 import pytest
@@ -41,6 +40,7 @@ from broker.settings import Settings, load_settings
 from devstack import seed
 from tests.support.browserless import consent_with_msal
 from tests.support.devstack import environment, running_devstack
+from tests.support.notify import Webhook, running_webhook
 
 ADMIN = seed.PARTNER_ADMIN_UPN
 ROLES = ("Global Administrator", "Admin Agent")
@@ -65,37 +65,10 @@ def consented(stack) -> str:
                              stack.env["BROKER_CPV_CLIENT_SECRET"], ADMIN)["refresh_token"]
 
 
-class Webhook:
-    """A local Teams/Slack-style webhook that keeps what it is sent."""
-
-    def __init__(self) -> None:
-        self.events: list[dict] = []
-        received = self.events
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                length = int(self.headers.get("Content-Length", 0))
-                received.append(json.loads(self.rfile.read(length)))
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def of(self, kind: str, credential_id: str) -> list[dict]:
-        return [e for e in self.events if e["kind"] == kind and e["credential_id"] == credential_id]
-
-
 @pytest.fixture(scope="module")
 def webhook() -> Iterator[Webhook]:
-    hook = Webhook()
-    yield hook
-    hook.server.shutdown()
-    hook.server.server_close()
+    with running_webhook() as hook:
+        yield hook
 
 
 @pytest.fixture
